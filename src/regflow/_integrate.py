@@ -1,0 +1,345 @@
+"""`integrate` (flows) and `iterate` (maps): validate at the boundary, dispatch to a backend,
+wrap the result in a `Trajectory`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._system import ODE, SDE, Map, describe
+from ._trajectory import Trajectory
+from ._versions import versions
+
+BACKENDS = ("auto", "scipy", "diffrax", "sdeint", "jax")
+DEFAULT_ODE_METHOD = "dopri5"
+DEFAULT_SDE_METHOD = {"ito": "euler", "stratonovich": "heun"}
+#: Saved times of an ODE ensemble when ``ts`` is not given (paths take different steps).
+DEFAULT_ENSEMBLE_SAVES = 101
+#: Relative tolerance for "this time lies on the step grid".
+GRID_TOL = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A validated request, the one thing every backend receives."""
+
+    system: Any
+    y0: np.ndarray  # (paths, dim)
+    ensemble: bool
+    t0: float
+    t1: float
+    ts: np.ndarray | None
+    method: str
+    rtol: float
+    atol: float
+    dt: float | None
+    seed: Any
+    args: Any
+    save_idx: np.ndarray | None = None  # fixed-step schemes: saved step indices
+
+
+def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, rtol=1e-8,
+              atol=1e-10, dt=None, paths=None, seed=0) -> Trajectory:
+    r"""Integrate an `ODE` or `SDE` from ``t0`` to ``t1``.
+
+    Parameters
+    ----------
+    system : ODE or SDE.
+    y0 : (dim,) start of every path, or (paths, dim) one start per path.
+    t1, t0 : end and start times.
+    ts : increasing times to save at (``t1`` is appended if missing).  Without it: the
+        solver's steps (single ODE path), ``DEFAULT_ENSEMBLE_SAVES`` times (ODE ensemble),
+        every step (SDE).  For an SDE, ``ts`` must lie on the grid ``t0 + k*dt``.
+    backend : ``"auto"`` (diffrax for ODEs, regflow's compiled scan ``"jax"`` for SDEs),
+        ``"scipy"``, ``"diffrax"``, ``"sdeint"`` or ``"jax"``.
+    method : ODE: ``"dopri5"`` (default, adaptive 5th order), ``"tsit5"``, ``"dop853"``,
+        ``"bosh3"``, ``"kvaerno5"``, ``"radau"``, ``"bdf"``, ``"lsoda"`` (as each backend has
+        them).  SDE: ``"euler"`` (Euler-Maruyama, Ito default), ``"milstein"``, ``"heun"``
+        (Stratonovich default), ``"sri2"``, ``"srs2"`` (sdeint).
+    rtol, atol : tolerances of adaptive ODE solvers.
+    dt : step of fixed-step schemes (required for SDEs).
+    paths : number of paths of an ensemble (``None``: one path, ``y`` is ``(n, dim)``).
+    seed : int or JAX key; the same seed gives the same Brownian increments to every backend.
+
+    Returns
+    -------
+    Trajectory with ``y[..., -1, :]`` the state at ``t1`` (unless the run diverged, which
+    ``status`` then says with the time).
+
+    Example
+    -------
+    >>> import regflow as rf, jax.numpy as jnp
+    >>> ode = rf.ODE(lambda t, y, a: -y)
+    >>> traj = rf.integrate(ode, jnp.ones(2), 1.0, ts=[0.5, 1.0])
+    >>> round(float(traj.y[-1, 0]), 6)
+    0.367879
+    """
+    if isinstance(system, Map):
+        raise TypeError("integrate takes an ODE or SDE; iterate a Map with rf.iterate(map_, y0, steps)")
+    if not isinstance(system, (ODE, SDE)):
+        raise TypeError(f"system must be an rf.ODE or rf.SDE, got {type(system).__name__}")
+    backend = _check_backend(system, backend)
+    t0, t1 = _check_times(t0, t1)
+    y0, ensemble = _check_y0(y0, paths)
+    args = _check_args(system.args)
+    _check_output_shape(system, y0[0], t0, args)
+    _check_tol(rtol, "rtol")
+    _check_tol(atol, "atol")
+    ts = _check_ts(ts, t0, t1)
+    if isinstance(system, SDE):
+        method = _check_sde_method(system, backend, method)
+        if dt is None:
+            raise ValueError(f"dt is required to integrate an SDE with the fixed-step method {method!r}; pass e.g. dt=1e-3")
+        dt = _check_dt(dt)
+        n_steps = _grid_steps(t1 - t0, dt, "t1 - t0")
+        save_idx = np.arange(n_steps + 1) if ts is None else _grid_indices(ts, t0, dt)
+        if ts is None:
+            ts = t0 + dt * save_idx
+    else:
+        method = _check_ode_method(backend, method, dt)
+        dt = None if dt is None else _check_dt(dt)
+        save_idx = None
+        if ts is None and ensemble:
+            ts = np.linspace(t0, t1, DEFAULT_ENSEMBLE_SAVES)
+    problem = Problem(system, y0, ensemble, t0, t1, ts, method, float(rtol), float(atol), dt, seed,
+                      args, save_idx)
+    t, ys, div = _backend_module(backend, system).solve(problem)
+    return _trajectory(problem, backend, np.asarray(t), np.asarray(ys), np.asarray(div))
+
+
+def iterate(map_, y0, steps, *, paths=None, seed=0, every=1) -> Trajectory:
+    r"""Iterate a `Map` ``steps`` times; step ``k`` is saved at flow time ``k * map_.dt``.
+
+    ``every`` saves every ``every``-th step (the last step is always saved).  A stochastic
+    map receives the key ``fold_in(path_key, k)`` at step ``k`` (see `regflow._noise`).
+
+    Example
+    -------
+    >>> import regflow as rf
+    >>> halve = rf.Map(lambda k, y, a: 0.5 * y, dt=1.0)
+    >>> rf.iterate(halve, [1.0], 3).y[:, 0].tolist()
+    [1.0, 0.5, 0.25, 0.125]
+    """
+    if not isinstance(map_, Map):
+        raise TypeError(f"iterate takes an rf.Map, got {type(map_).__name__}; integrate flows with rf.integrate")
+    steps = _check_positive_int(steps, "steps")
+    every = _check_positive_int(every, "every")
+    y0, ensemble = _check_y0(y0, paths)
+    args = _check_args(map_.args)
+    _check_output_shape(map_, y0[0], 0.0, args)
+    save_idx = np.unique(np.append(np.arange(0, steps + 1, every), steps))
+    problem = Problem(map_, y0, ensemble, 0.0, steps * map_.dt, map_.dt * save_idx, "iterate", 0.0, 0.0,
+                      map_.dt, seed, args, save_idx)
+    from .backends import scan_
+
+    t, ys, div_t = scan_.iterate_map(problem)
+    return _trajectory(problem, "jax", t, np.asarray(ys), div_t)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def _trajectory(problem, backend, t, ys, div_t) -> Trajectory:
+    system = problem.system
+    dim = ys.shape[-1]
+    names = system.names or tuple(f"y{i}" for i in range(dim))
+    if len(names) != dim:
+        raise ValueError(f"system names {names} has {len(names)} entries but the state has dimension {dim}")
+    meta = {
+        "system": describe(system),
+        "args": system.args,
+        "args_value": problem.args,
+        "seed": problem.seed if isinstance(problem.seed, int) else np.asarray(problem.seed).tolist(),
+        "backend": backend,
+        "method": problem.method,
+        "t0": problem.t0,
+        "t1": problem.t1,
+        "dt": problem.dt,
+        "rtol": problem.rtol,
+        "atol": problem.atol,
+        "versions": versions(),
+    }
+    diverged = np.isfinite(div_t)
+    if problem.ensemble:
+        status = "ok"
+        if diverged.any():
+            status = (f"diverged at t={div_t.min():.6g} ({int(diverged.sum())} of {len(div_t)} paths; "
+                      f"see diverged_at)")
+        return Trajectory(t=t, y=ys, names=names, status=status, diverged_at=div_t, meta=meta)
+    y = ys[0]
+    status = "ok"
+    if diverged[0]:
+        keep = np.all(np.isfinite(y), axis=-1) & (t < div_t[0])
+        t, y = t[keep], y[keep]
+        status = f"diverged at t={div_t[0]:.6g}"
+    return Trajectory(t=t, y=y, names=names, status=status, meta=meta)
+
+
+def _backend_module(backend, system):
+    from .backends import diffrax_, scan_, scipy_, sdeint_
+
+    return {"jax": scan_, "scipy": scipy_, "diffrax": diffrax_, "sdeint": sdeint_}[backend]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_backend(system, backend):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "diffrax" if isinstance(system, ODE) else "jax"
+    if isinstance(system, SDE) and backend == "scipy":
+        raise ValueError("backend 'scipy' integrates ODEs only; for an SDE use backend='jax', 'diffrax' or 'sdeint'")
+    if isinstance(system, ODE) and backend in ("sdeint", "jax"):
+        raise ValueError(f"backend {backend!r} integrates SDEs only; for an ODE use backend='diffrax' or 'scipy'")
+    return backend
+
+
+def _check_sde_method(system, backend, method):
+    from .backends import diffrax_, sdeint_
+
+    method = DEFAULT_SDE_METHOD[system.calculus] if method is None else method
+    available = {"jax": ("euler", "milstein", "heun"), "diffrax": tuple(diffrax_.SDE_SOLVERS),
+                 "sdeint": tuple(sdeint_.METHODS)}[backend]
+    if method not in available:
+        raise ValueError(f"method {method!r} is not available for SDEs with backend {backend!r}; choose one of {available}")
+    calculus = {"euler": "ito", "milstein": "ito", "sri2": "ito", "heun": "stratonovich", "srs2": "stratonovich"}[method]
+    if calculus != system.calculus:
+        good = [m for m in available if {"euler": "ito", "milstein": "ito", "sri2": "ito"}.get(m, "stratonovich") == system.calculus]
+        raise ValueError(f"method {method!r} solves {calculus} SDEs but this SDE is {system.calculus}; use method in {good}")
+    if method == "milstein" and system.noise == "general":
+        raise ValueError("method 'milstein' needs scalar or diagonal noise; use method='euler' for noise='general'")
+    return method
+
+
+def _check_ode_method(backend, method, dt):
+    from .backends import diffrax_, scipy_
+
+    method = DEFAULT_ODE_METHOD if method is None else method
+    available = {"diffrax": tuple(diffrax_.ODE_SOLVERS), "scipy": tuple(scipy_.METHODS)}[backend]
+    if method not in available:
+        raise ValueError(f"method {method!r} is not available for ODEs with backend {backend!r}; choose one of {available}")
+    if backend == "diffrax" and method in diffrax_.FIXED_STEP and dt is None:
+        raise ValueError(f"method {method!r} takes fixed steps: pass dt, or use an adaptive method such as 'dopri5'")
+    return method
+
+
+def _check_times(t0, t1):
+    t0, t1 = _finite_float(t0, "t0"), _finite_float(t1, "t1")
+    if not t1 > t0:
+        raise ValueError(f"t1 must be greater than t0, got t0={t0}, t1={t1}")
+    return t0, t1
+
+
+def _finite_float(x, name):
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {x!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x}")
+    return x
+
+
+def _check_dt(dt):
+    dt = _finite_float(dt, "dt")
+    if dt <= 0:
+        raise ValueError(f"dt must be positive, got {dt}; pass the step size, e.g. dt=1e-3")
+    return dt
+
+
+def _check_tol(tol, name):
+    tol = _finite_float(tol, name)
+    if tol <= 0:
+        raise ValueError(f"{name} must be positive, got {tol}")
+
+
+def _check_positive_int(n, name):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int, got {n!r}")
+    if n < 1:
+        raise ValueError(f"{name} must be at least 1, got {n}")
+    return int(n)
+
+
+def _check_y0(y0, paths):
+    try:
+        y0 = np.asarray(y0, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"y0 must be an array of numbers, got {type(y0).__name__}") from None
+    if y0.ndim not in (1, 2) or y0.shape[-1] == 0:
+        raise ValueError(f"y0 must have shape (dim,) or (paths, dim), got shape {y0.shape}")
+    if not np.all(np.isfinite(y0)):
+        raise ValueError("y0 must be finite; it contains NaN or inf")
+    if paths is not None:
+        paths = _check_positive_int(paths, "paths")
+        if y0.ndim == 2 and y0.shape[0] != paths:
+            raise ValueError(f"y0 has {y0.shape[0]} starts but paths={paths}; pass y0 of shape ({paths}, dim) or of shape (dim,)")
+        return np.broadcast_to(y0, (paths, y0.shape[-1])).copy(), True
+    if y0.ndim == 2:
+        return y0, True
+    return y0[None, :], False
+
+
+def _check_args(args):
+    for leaf in jax.tree_util.tree_leaves(args):
+        if isinstance(leaf, (int, float, complex, np.ndarray, np.generic, jax.Array)) and not isinstance(leaf, bool):
+            if not np.all(np.isfinite(np.asarray(leaf))):
+                raise ValueError(f"args must be finite; a parameter is {leaf!r}")
+    return args
+
+
+def _check_output_shape(system, y, t, args):
+    y = jnp.asarray(y)
+    dim = y.shape[0]
+    if isinstance(system, Map):
+        calls = {"step": (lambda y: system.step(0, y, args, jax.random.PRNGKey(0))) if system.stochastic
+                 else (lambda y: system.step(0, y, args))}
+    else:
+        calls = {"vector_field" if isinstance(system, ODE) else "drift": lambda y: system.drift(t, y, args)}
+    for name, call in calls.items():
+        shape = jax.eval_shape(call, y).shape
+        if shape != (dim,):
+            raise ValueError(f"the {name} returns shape {shape} for a state of shape ({dim},); it must return ({dim},)")
+    if isinstance(system, SDE):
+        shape = jax.eval_shape(lambda y: system.diffusion(t, y, args), y).shape
+        ok = shape == (dim,) if system.noise in ("scalar", "diagonal") else (len(shape) == 2 and shape[0] == dim)
+        if not ok:
+            want = f"({dim},)" if system.noise != "general" else f"({dim}, m)"
+            raise ValueError(f"the diffusion returns shape {shape} but noise={system.noise!r} needs {want}")
+
+
+def _check_ts(ts, t0, t1):
+    if ts is None:
+        return None
+    ts = np.asarray(ts, dtype=np.float64).ravel()
+    if ts.size == 0 or not np.all(np.isfinite(ts)):
+        raise ValueError("ts must be a non-empty array of finite times")
+    if np.any(np.diff(ts) <= 0):
+        raise ValueError("ts must be strictly increasing")
+    if ts[0] < t0 or ts[-1] > t1:
+        raise ValueError(f"ts must lie in [t0, t1] = [{t0}, {t1}], got [{ts[0]}, {ts[-1]}]")
+    if ts[-1] < t1:
+        ts = np.append(ts, t1)
+    return ts
+
+
+def _grid_steps(span, dt, what):
+    n = round(span / dt)
+    if n < 1 or abs(n * dt - span) > GRID_TOL * max(1.0, abs(span)):
+        raise ValueError(f"{what} = {span} is not a whole number of steps dt = {dt}; choose dt = {span}/n")
+    return n
+
+
+def _grid_indices(ts, t0, dt):
+    idx = np.round((ts - t0) / dt).astype(np.int64)
+    off = np.abs(t0 + idx * dt - ts) > GRID_TOL * np.maximum(1.0, np.abs(ts))
+    if off.any():
+        raise ValueError(f"ts must lie on the step grid t0 + k*dt (dt={dt}); {ts[off][:3]} do not")
+    return idx

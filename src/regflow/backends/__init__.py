@@ -1,0 +1,1 @@
+"""Backends: each translates one regflow problem to one library and back."""
