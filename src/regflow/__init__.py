@@ -14,6 +14,40 @@ _jax.config.update("jax_enable_x64", True)
 from ._system import ODE, SDE, Map  # noqa: E402
 from ._trajectory import Trajectory  # noqa: E402
 from ._integrate import integrate, iterate  # noqa: E402
+from ._methods import (  # noqa: E402
+    full_loss,
+    gradient_descent,
+    gradient_flow,
+    minibatch_covariance,
+    modified_flow,
+    sgd,
+    sme,
+)
+from ._analysis import Equilibrium, equilibria, hessian, jacobian, lie_derivative  # noqa: E402
+from ._compare import Agreement, agreement_order, map_error  # noqa: E402
+from ._catalogue import Entry, Method, catalogue, entry, get_entry  # noqa: E402
+from ._claims import (  # noqa: E402
+    Agrees,
+    Claim,
+    Conserved,
+    Decays,
+    EquilibriumSet,
+    Monotone,
+    Report,
+    Row,
+    Spectrum,
+    StaysIn,
+    StepRatio,
+    check,
+)
 
 __version__ = "0.1.0"
-__all__ = ["ODE", "SDE", "Map", "Trajectory", "integrate", "iterate"]
+__all__ = [
+    "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate",
+    "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
+    "jacobian", "hessian", "equilibria", "Equilibrium", "lie_derivative",
+    "map_error", "agreement_order", "Agreement",
+    "Method", "Entry", "entry", "catalogue", "get_entry",
+    "Claim", "Conserved", "Decays", "Monotone", "StaysIn", "Spectrum", "EquilibriumSet", "Agrees", "StepRatio",
+    "Report", "Row", "check",
+]

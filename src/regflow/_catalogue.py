@@ -1,0 +1,119 @@
+"""The catalogue: named methods (a flow, its discrete map, the paper's claims) in `regflow.systems`.
+
+A catalogue module declares entries with the `entry` decorator on a factory whose keyword
+parameters (with defaults) are the method's parameters::
+
+    @rf.entry("scalar_net.gradient_flow", source="Ginsburg, sec 3.1, eq 7")
+    def gradient_flow(d: int = 2, lr: float = 1.0) -> rf.Method: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ._system import ODE, SDE, Map
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Method:
+    """A learning method as a dynamical system: its ``flow`` (ODE or SDE), the discrete ``map``
+    it comes from, and the ``claims`` its source makes.
+
+    ``y0`` (dim,) or (n, dim) are the starts used by claims and runs, ``t1`` the flow horizon,
+    ``dt`` the SDE step, ``paths`` the noise paths, ``steps`` the map iterations, ``samples``
+    (n, dim) the points where pointwise claims are evaluated (default: ``y0``), ``view`` the
+    default phase-portrait window (``x``, ``y``, ``xlim``, ``ylim``, ``invariant``, ``minima``)."""
+
+    flow: ODE | SDE
+    map: Map | None = None
+    claims: Sequence[Any] = ()
+    y0: Any = None
+    t1: float = 1.0
+    dt: float | None = None
+    paths: int | None = None
+    steps: int | None = None
+    samples: Any = None
+    seed: int = 0
+    view: dict | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.flow, (ODE, SDE)):
+            raise TypeError(f"flow must be an rf.ODE or rf.SDE, got {type(self.flow).__name__}")
+        if self.map is not None and not isinstance(self.map, Map):
+            raise TypeError(f"map must be an rf.Map or None, got {type(self.map).__name__}")
+        if self.y0 is None:
+            raise ValueError("y0 is required: the start(s) that runs and claims use")
+        object.__setattr__(self, "y0", np.atleast_2d(np.asarray(self.y0, dtype=np.float64)))
+        if self.samples is not None:
+            object.__setattr__(self, "samples", np.atleast_2d(np.asarray(self.samples, dtype=np.float64)))
+        object.__setattr__(self, "claims", tuple(self.claims))
+
+    @property
+    def points(self) -> np.ndarray:
+        """Points for pointwise claims."""
+        return self.y0 if self.samples is None else self.samples
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A named catalogue entry: a factory of `Method` with default parameters."""
+
+    name: str
+    factory: Callable[..., Method]
+    source: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {p.name: p.default for p in inspect.signature(self.factory).parameters.values()}
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.factory) or ""
+
+    def build(self, **params) -> Method:
+        """The method with some parameters changed; unknown names get a clear error."""
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise ValueError(f"{self.name} has no parameter {', '.join(sorted(unknown))}; "
+                             f"its parameters are {self.params}")
+        return self.factory(**params)
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def entry(name: str, *, source: str):
+    """Decorator registering a factory of `Method` under ``name`` in the catalogue."""
+
+    def register(factory):
+        if name in _REGISTRY and _REGISTRY[name].factory.__qualname__ != factory.__qualname__:
+            raise ValueError(f"catalogue entry {name!r} is declared twice")
+        _REGISTRY[name] = Entry(name, factory, source)
+        return factory
+
+    return register
+
+
+def catalogue() -> dict[str, Entry]:
+    """All entries of `regflow.systems`, by name (importing its modules on first use)."""
+    import regflow.systems as systems
+
+    for module in pkgutil.iter_modules(systems.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"regflow.systems.{module.name}")
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_entry(name: str) -> Entry:
+    """The entry called ``name``; an unknown name lists what exists."""
+    entries = catalogue()
+    if name not in entries:
+        close = [n for n in entries if name.split(".")[0] in n] or list(entries)
+        raise KeyError(f"no catalogue entry {name!r}; entries: {', '.join(close)}")
+    return entries[name]
