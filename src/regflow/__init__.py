@@ -32,6 +32,8 @@ from ._claims import (  # noqa: E402
     Conserved,
     Decays,
     EquilibriumSet,
+    GrowsLike,
+    Holds,
     Monotone,
     Report,
     Row,
@@ -48,6 +50,6 @@ __all__ = [
     "jacobian", "hessian", "equilibria", "Equilibrium", "lie_derivative",
     "map_error", "agreement_order", "Agreement",
     "Method", "Entry", "entry", "catalogue", "get_entry",
-    "Claim", "Conserved", "Decays", "Monotone", "StaysIn", "Spectrum", "EquilibriumSet", "Agrees", "StepRatio",
+    "Claim", "Conserved", "Decays", "Monotone", "StaysIn", "Spectrum", "EquilibriumSet", "Agrees", "StepRatio", "GrowsLike", "Holds",
     "Report", "Row", "check",
 ]

@@ -403,6 +403,49 @@ class StepRatio(Claim):
                           f"in ({self.lo:.6g}, {self.hi:.6g}]", ok)]
 
 
+@dataclasses.dataclass(frozen=True)
+class GrowsLike(Claim):
+    r"""Along the flow, ``q(t)`` follows ``law(t)`` up to an affine fit
+    :math:`q \approx a\,\text{law}(t) + b` on ``t >= t_from``: measured as the largest residual
+    relative to the range of ``q`` there (and ``a > 0``)."""
+
+    q: Callable = None
+    law: Callable = None
+    t_from: float = 0.0
+    tol: float = 1e-2
+
+    def rows(self, entry, method):
+        label = f"GrowsLike({_label(self.q, self.name)}, {_label(self.law, None)})"
+        traj = _require_ok(_flow_run(method), "the flow")
+        values = np.atleast_2d(traj.evaluate(self.q))
+        late = traj.t >= self.t_from
+        x = np.asarray(self.law(traj.t[late]), dtype=float)
+        worst, slope_ok = 0.0, True
+        for v in values[:, late]:
+            a, b = np.polyfit(x, v, 1)
+            slope_ok &= a > 0
+            worst = max(worst, np.max(np.abs(a * x + b - v)) / (np.ptp(v) + TINY))
+        return [self._row(entry, label, f"max affine-fit residual / range on t >= {self.t_from:g}", worst,
+                          f"< {self.tol:g}", slope_ok and worst < self.tol, (traj.t, values, label))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Holds(Claim):
+    """A figure computed by ``measure(method) -> float`` lies in ``[lo, hi]``: the escape hatch
+    for statements no other claim type expresses (say what is measured in ``what``)."""
+
+    measure: Callable = None
+    lo: float = -np.inf
+    hi: float = np.inf
+    what: str = "measured figure"
+
+    def rows(self, entry, method):
+        value = float(self.measure(method))
+        label = f"Holds({self.name or _label(self.measure, None)})"
+        return [self._row(entry, label, self.what, value, f"in [{self.lo:g}, {self.hi:g}]",
+                          self.lo <= value <= self.hi)]
+
+
 # ----------------------------------------------------------------------------- check
 
 
