@@ -1,11 +1,22 @@
 r"""Randomness from a seed, in one place, shared by every backend.
 
-Path ``p`` of a run with seed ``s`` has the key ``path_key(s, p) = fold_in(PRNGKey(s), p)``;
-its step ``k`` uses ``step_key(path_key, k) = fold_in(path_key, k)``.  Brownian increments
-are :math:`\Delta W_k = \sqrt{h}\, z_k`, :math:`z_k \sim N(0, I_m)` drawn from the step key.
-So path ``p`` is the same whatever the ensemble size, the same seed always gives the same
-numbers, and an SDE integrated with sdeint, diffrax or the compiled scan on the same grid
-sees the same increments.
+Path ``p`` of a run with seed ``s`` has the key ``path_key(s, p) = fold_in(PRNGKey(s), p)``.
+Its Brownian increments are :math:`\Delta W_k = \sqrt{h}\, z_k`, :math:`z_k \sim N(0, I_m)`,
+where component ``j`` of step ``k`` is a counter-based draw: the 64 bits
+``threefry2x32(path_key, (NOISE_TAG + j, k))`` turned into a standard normal exactly as
+``jax.random.normal`` turns its bits into float64 normals (uniform on (-1, 1), then
+:math:`\sqrt 2\,\mathrm{erf}^{-1}`).  One hash per number, and each number is addressed by
+``(path, step, component)`` alone, so
+
+* path ``p`` is the same whatever the ensemble size, and the same seed gives the same numbers;
+* an SDE integrated with sdeint, diffrax or the compiled scan on the same grid sees the same
+  increments, whether a backend asks for them one step at a time (`increment`) or many steps
+  at once (`increments`, which the compiled scan uses to draw blocks of steps for all paths
+  in one vectorised call).
+
+Stochastic maps get the step key ``step_key(path_key, k) = fold_in(path_key, k)``, which is
+``threefry2x32(path_key, (0, k))``; ``NOISE_TAG`` keeps the increments' counters apart from it.
+Step indices are taken modulo :math:`2^{32}`.
 """
 
 from __future__ import annotations
@@ -13,6 +24,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry_2x32
+
+#: High counter word of the increments (component ``j`` uses ``NOISE_TAG + j``): disjoint
+#: from the counters ``(0, k)`` of the step keys ``fold_in(path_key, k)``.
+NOISE_TAG = 1 << 31
+#: The float64 just above -1: the open lower end of the uniform, as in ``jax.random.normal``.
+_UNIFORM_LO = np.nextafter(np.float64(-1.0), np.float64(0.0))
+_ONE_BITS = np.float64(1.0).view(np.uint64)
+_MANTISSA_SHIFT = np.uint64(64 - np.finfo(np.float64).nmant)
 
 
 def root_key(seed):
@@ -31,15 +51,35 @@ def path_keys(seed, paths: int):
 
 
 def step_key(key, k):
-    """Key of step ``k`` of one path."""
+    """Key of step ``k`` of one path (handed to stochastic maps)."""
     return jax.random.fold_in(key, k)
 
 
+def standard_normals(key, ks, m: int):
+    """The standard normals :math:`z_k` of steps ``ks`` (any shape ``s``) of one path: ``s + (m,)``."""
+    ks = jnp.asarray(ks)
+    shape = ks.shape + (m,)
+    high = jnp.broadcast_to(jnp.uint32(NOISE_TAG) + jnp.arange(m, dtype=jnp.uint32), shape)
+    low = jnp.broadcast_to(ks.astype(jnp.uint32)[..., None], shape)
+    hi, lo = threefry_2x32((key[0], key[1]), jnp.stack([high, low]))
+    return _bits_to_normal(hi, lo)
+
+
+def _bits_to_normal(hi, lo):
+    """Two uint32 words -> one float64 standard normal, as ``jax.random.normal`` does."""
+    bits = (hi.astype(jnp.uint64) << np.uint64(32)) | lo.astype(jnp.uint64)
+    one_to_two = jax.lax.bitcast_convert_type((bits >> _MANTISSA_SHIFT) | _ONE_BITS, jnp.float64)
+    u = jnp.maximum(_UNIFORM_LO, (one_to_two - 1.0) * (1.0 - _UNIFORM_LO) + _UNIFORM_LO)
+    return np.sqrt(2.0) * jax.lax.erf_inv(u)
+
+
 def increment(key, k, h, m: int):
-    r"""Brownian increment :math:`\sqrt{h}\,z` of step ``k``, shape ``(m,)``."""
-    return jnp.sqrt(h) * jax.random.normal(step_key(key, k), (m,), dtype=jnp.float64)
+    r"""Brownian increment :math:`\sqrt{h}\,z_k` of step ``k``, shape ``(m,)``."""
+    return jnp.sqrt(h) * standard_normals(key, k, m)
 
 
-def increments(key, steps: int, h, m: int):
-    """All increments of one path, shape ``(steps, m)`` (for backends that want an array)."""
-    return jax.vmap(lambda k: increment(key, k, h, m))(jnp.arange(steps))
+def increments(key, steps: int, h, m: int, start=0):
+    """Increments of steps ``start .. start+steps-1`` of one path, shape ``(steps, m)``.
+
+    Row ``i`` equals ``increment(key, start + i, h, m)``."""
+    return jnp.sqrt(h) * standard_normals(key, start + jnp.arange(steps), m)

@@ -76,7 +76,8 @@ def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_si
     run : ``run(system, seed) -> {name: array}``: the results of one point, the same names
         and shapes at every point (numbers or bools; e.g. a final variance, a loss curve).
     out : directory to save chunks, ``manifest.json`` and the final ``sweep.nc`` in; a
-        rerun with the same ``out`` resumes.  ``None``: keep nothing on disk.
+        rerun with the same ``out`` resumes (one sweep writes to an ``out`` at a time).
+        ``None``: keep nothing on disk.
     chunk_size : grid points per chunk, the unit of work, saving and progress (default:
         the grid cut into at most ``DEFAULT_CHUNKS`` chunks).
     executor : ``None`` runs here; a ``dask.distributed.Client`` runs the chunks on its
@@ -96,6 +97,8 @@ def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_si
     values) followed by each result's own dims; a data variable per result plus
     ``point_seed``; ``attrs`` with ``seed``, ``description``, ``factory``, ``run`` and
     ``regflow_version`` (not the chunk size or executor: they never change the numbers).
+    Select points with ``ds.sel(lr=0.1)``, or ``ds.sel({"method": "euler"})`` for grid
+    names that are also keywords of ``sel``.
 
     Example
     -------
@@ -197,14 +200,21 @@ def _local(jobs, factory, run):
 
 
 def _dask(client, jobs, factory, run):
-    """Submit every chunk; yield them as they complete; cancel the rest if stopped early."""
+    """Submit every chunk and yield them as they complete.  When one fails, the chunks
+    already finished are yielded (so saved) before its error is raised; the rest are
+    cancelled."""
     from distributed import as_completed
 
     futures = {client.submit(run_chunk, factory, run, params, seeds, pure=False): i
                for i, params, seeds in jobs}
+    waiting = dict(futures)
     try:
-        for future, part in as_completed(futures, with_results=True):
-            yield futures[future], part
+        for future in as_completed(futures):
+            if future.status != "finished":
+                for other in [f for f in waiting if f.status == "finished"]:
+                    yield waiting.pop(other), other.result()
+                future.result()  # raises the worker's exception
+            yield waiting.pop(future), future.result()
     finally:
         client.cancel(list(futures))
 
@@ -245,8 +255,7 @@ class _Schema:
 
     def __init__(self, grid, dims, coords):
         self.grid, self.user_dims, self.coords = grid, dims, coords
-        self.layout = None
-        self.dims = None
+        self.layout = self.dims = self.first = None
 
     def check(self, i, part):
         layout = {name: a.shape[1:] for name, a in part.items()}
@@ -266,7 +275,7 @@ class _Schema:
             values = np.concatenate([p[name] for p in parts])
             data[name] = (names + self.dims[name], values.reshape(shape + values.shape[1:]))
         data[POINT_SEED] = (names, seeds.reshape(shape))
-        coords = dict(zip(names, self.grid.values)) | self.coords
+        coords = {name: v.copy() for name, v in zip(names, self.grid.values)} | self.coords
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
@@ -422,8 +431,8 @@ def _check_executor(executor):
     try:
         from distributed import Client
     except ImportError:  # without dask installed nothing can be a Client
-        Client = ()
-    if Client and isinstance(executor, Client):
+        Client = None
+    if Client is not None and isinstance(executor, Client):
         return executor
     raise TypeError(f"executor must be None (run here) or a dask.distributed.Client, got {type(executor).__name__}; "
                     f"e.g. executor=Client(LocalCluster())")
@@ -504,7 +513,8 @@ class _Store:
         if saved.get("format") != FORMAT_VERSION or saved.get("kind") != "regflow.sweep":
             raise ValueError(f"{manifest_path} is not a regflow sweep manifest of format {FORMAT_VERSION}; {fresh}")
         new = json.loads(json.dumps(manifest))
-        differ = [key for key in MANIFEST_KEYS if saved.get(key) != new[key]]
+        # compared as JSON text, so 1 and 1.0 (int and float grids) differ
+        differ = [key for key in MANIFEST_KEYS if json.dumps(saved.get(key)) != json.dumps(new[key])]
         if differ:
             shown = {"grid": lambda g: " x ".join(f"{n}{v}" for n, v in g)}
             detail = "; ".join(f"{key}: saved {shown.get(key, repr)(saved.get(key))}, this call "

@@ -94,7 +94,8 @@ OUTSIDE_LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxe
 def _coord(c, names, dim, argname):
     if isinstance(c, str):
         if not names or c not in names:
-            raise ValueError(f"{argname}={c!r} is not a coordinate name; the names are {names}; pass one of them or an index")
+            raise ValueError(f"{argname}={c!r} is not a coordinate name; the names are {names}; "
+                             "pass one of them or an index")
         return names.index(c)
     if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
         raise TypeError(f"{argname} must be a coordinate index or name, got {c!r}")
@@ -480,6 +481,8 @@ def portrait(system, *, x=0, y=1, xlim, ylim, at=None, args=None, equilibria=Non
     if nullclines:
         _draw_nullclines(system, ax=ax, **plane)
     if minima is not None:
+        if len(minima) != 2 or not callable(minima[0]):
+            raise ValueError("minima must be a pair (q, level): the set q(y, args) == level is drawn")
         q, level = minima
         level_sets(q, levels=[level], colors=MINIMA_COLOR, linewidths=MINIMA_LINEWIDTH, inline=False,
                    label="minima", ax=ax, **slice_of)

@@ -1,9 +1,18 @@
 """regflow's own compiled loop: fixed-step SDE schemes and map iteration.
 
-One jitted program per system structure (cached), vmapped over paths; increments are
-drawn inside the loop from each path's key (never a paths x steps array in memory);
-only the requested save indices are stored.  ``y0``, ``args``, seed, ``t0``, ``dt`` and the
-save indices are inputs of the program, so changing them does not recompile.
+One jitted program per system structure (cached) runs all paths together; ``y0``, ``args``,
+seed, ``t0``, ``dt`` and the save indices are inputs of the program, so changing them does
+not recompile.
+
+How the loop spends its time (measured on the 3-layer scalar net, 10^4 paths, 2 CPU cores):
+drawing the normals is ~90% of the work and the drift/diffusion update ~10%.  So the
+increments are drawn in *blocks*: every ``B`` steps, one vectorised call draws the
+``(B, paths, m)`` increments of the next ``B`` steps (`regflow._noise.increments`, one
+counter hash per number; the numbers do not depend on ``B``, so every backend still sees the
+same increments).  A large block is cheaper per number than ``B`` small draws (and XLA spreads
+it over the cores), while its size stays bounded (``NOISE_BLOCK_ELEMENTS``), never a
+paths x steps array.  Between the draws a plain loop applies the steps; the states are
+written out only at the requested save indices.
 """
 
 from __future__ import annotations
@@ -19,41 +28,80 @@ from .._system import Map
 from ._common import DIVERGENCE_BOUND, apply_diffusion, noise_dim
 
 SDE_METHODS = {"euler": "ito", "milstein": "ito", "heun": "stratonovich"}
+#: Numbers (steps x paths x noise width) drawn in one block: 8 MiB of float64.
+NOISE_BLOCK_ELEMENTS = 2**20
+#: Most steps in one block (more gains nothing measurable; see the module docstring).
+MAX_BLOCK_STEPS = 64
+
+
+def _block_steps(paths, width):
+    """Steps per noise block for ``paths`` paths drawing ``width`` numbers per step."""
+    return int(np.clip(NOISE_BLOCK_ELEMENTS // max(paths * width, 1), 1, MAX_BLOCK_STEPS))
 
 
 def _diverged(y):
-    return ~jnp.all(jnp.isfinite(y)) | (jnp.max(jnp.abs(y)) > DIVERGENCE_BOUND)
+    """Per path: has the state left the finite numbers or passed ``DIVERGENCE_BOUND``?"""
+    return ~jnp.all(jnp.abs(y) <= DIVERGENCE_BOUND, axis=-1)
 
 
-def _run(step, y0, key, save_idx, args, t0, h):
-    """One path: iterate ``step`` and keep the states at ``save_idx`` (increasing ints).
+def _run(step, draw, y0, keys, save_idx, args, t0, h):
+    """All paths: iterate ``step`` and keep the states at ``save_idx`` (increasing ints).
 
-    Returns the saved states ``(S, dim)`` and the step at which the path diverged
-    (``-1`` if it did not).  A diverged path is frozen and its later saves are NaN."""
+    ``step(k, y, args, xi, t0, h)`` advances one path by one step given its noise ``xi`` of
+    step ``k``; ``draw(key, start, n, h)`` returns one path's noise of steps
+    ``start .. start+n-1`` (leading axis ``n``).  Returns the saved states ``(paths, S, dim)``
+    and the step at which each path diverged (``-1`` if it did not); saves after it are NaN.
+    """
+    paths, dim = y0.shape
+    n_saves = save_idx.shape[0]
+    width = sum(int(np.prod(leaf.shape[1:])) for leaf in
+                jax.tree_util.tree_leaves(jax.eval_shape(lambda key: draw(key, 0, 1, h), keys[0])))
+    block_steps = _block_steps(paths, width)
+    step_all = jax.vmap(step, in_axes=(None, 0, None, 0, None, None))
+    draw_all = jax.vmap(lambda key, start: draw(key, start, block_steps, h), in_axes=(0, None), out_axes=1)
+    idx = save_idx.dtype
 
-    def one_step(k, carry):
-        y, div = carry
-        y_new = step(k, y, args, key, t0, h)
-        bad = _diverged(y_new) & (div < 0)
-        div = jnp.where(bad, k + 1, div)
-        return jnp.where(div < 0, y_new, y), div
+    def advance(start, end, y, div, noise, block_start):
+        def one_step(k, carry):
+            y, div = carry
+            xi = jax.tree_util.tree_map(lambda a: a[k - block_start], noise)
+            y = step_all(k, y, args, xi, t0, h)
+            div = jnp.where((div < 0) & _diverged(y), k + 1, div)
+            return y, div
 
-    def segment(carry, target):
-        k, y, div = carry
-        y, div = jax.lax.fori_loop(k, target, one_step, (y, div))
-        saved = jnp.where(div < 0, y, jnp.nan)
-        return (target, y, div), saved
+        return jax.lax.fori_loop(start, end, one_step, (y, div))
 
-    init = (jnp.asarray(0, save_idx.dtype), y0, jnp.asarray(-1, save_idx.dtype))
-    (_, _, div), ys = jax.lax.scan(segment, init, save_idx)
-    return ys, div
+    def chunk(carry):
+        """Steps up to the next save or the end of the block, whichever comes first."""
+        k, s, y, div, out, noise, block_end = carry
+        target = save_idx[s]
+        end = jnp.minimum(target, block_end)
+        y, div = advance(k, end, y, div, noise, block_end - block_steps)
+        hit = end == target
+        saved = jnp.where((div < 0)[:, None], y, jnp.nan)
+        out = jax.lax.dynamic_update_index_in_dim(out, saved, jnp.where(hit, s, n_saves), 0)
+        return end, s + hit.astype(idx), y, div, out, noise, block_end
+
+    def in_block(carry):
+        k, s, *_, block_end = carry
+        return (s < n_saves) & (k < block_end)
+
+    def block(carry):
+        k, s, y, div, out = carry
+        noise = draw_all(keys, k)
+        k, s, y, div, out, _, _ = jax.lax.while_loop(in_block, chunk, (k, s, y, div, out, noise, k + block_steps))
+        return k, s, y, div, out
+
+    out = jnp.zeros((n_saves + 1, paths, dim), y0.dtype)  # the last row takes the non-saves
+    init = (jnp.asarray(0, idx), jnp.asarray(0, idx), y0, jnp.full((paths,), -1, idx), out)
+    _, _, _, div, out = jax.lax.while_loop(lambda c: c[1] < n_saves, block, init)
+    return jnp.swapaxes(out[:n_saves], 0, 1), div
 
 
 @functools.lru_cache(maxsize=256)
-def _program(step):
-    """The compiled, path-vectorised program of one step function (cached)."""
-    run = functools.partial(_run, step)
-    return jax.jit(jax.vmap(run, in_axes=(0, 0, None, None, None, None)))
+def _program(step, draw):
+    """The compiled program of one step function and noise (cached)."""
+    return jax.jit(functools.partial(_run, step, draw))
 
 
 @functools.lru_cache(maxsize=256)
@@ -69,9 +117,8 @@ def sde_step(drift, diffusion, noise, method, m):
                 return jnp.diagonal(jax.jacfwd(lambda z: diffusion(t, z, args))(y)) * g
         jac_diag = correction
 
-    def step(k, y, args, key, t0, h):
+    def step(k, y, args, dw, t0, h):
         t = t0 + k * h
-        dw = _noise.increment(key, k, h, m)
         b = drift(t, y, args)
         g = diffusion(t, y, args)
         if method == "euler":
@@ -89,10 +136,25 @@ def sde_step(drift, diffusion, noise, method, m):
 
 
 @functools.lru_cache(maxsize=256)
+def sde_noise(m):
+    """One path's Brownian increments of ``n`` steps from ``start``: ``(n, m)``."""
+    return lambda key, start, n, h: _noise.increments(key, n, h, m, start=start)
+
+
+def _step_keys(key, start, n, h):
+    """One path's step keys (for stochastic maps) of ``n`` steps from ``start``: ``(n, 2)``."""
+    return jax.vmap(lambda k: _noise.step_key(key, k))(start + jnp.arange(n))
+
+
+def _no_noise(key, start, n, h):
+    return jnp.zeros((n, 0))
+
+
+@functools.lru_cache(maxsize=256)
 def map_step(step_fn, stochastic):
     if stochastic:
-        return lambda k, y, args, key, t0, h: step_fn(k, y, args, _noise.step_key(key, k))
-    return lambda k, y, args, key, t0, h: step_fn(k, y, args)
+        return lambda k, y, args, key, t0, h: step_fn(k, y, args, key)
+    return lambda k, y, args, xi, t0, h: step_fn(k, y, args)
 
 
 def solve(problem):
@@ -100,18 +162,19 @@ def solve(problem):
     system = problem.system
     m = noise_dim(system, problem.y0[0], problem.t0, problem.args)
     step = sde_step(system.drift, system.diffusion, system.noise, problem.method, m)
-    return _simulate(step, problem)
+    return _simulate(step, sde_noise(m), problem)
 
 
 def iterate_map(problem):
     system: Map = problem.system
-    return _simulate(map_step(system.step, system.stochastic), problem)
+    draw = _step_keys if system.stochastic else _no_noise
+    return _simulate(map_step(system.step, system.stochastic), draw, problem)
 
 
-def _simulate(step, problem):
+def _simulate(step, draw, problem):
     """Run the cached program; returns saved times, states (paths, S, dim), divergence times."""
     keys = _noise.path_keys(problem.seed, problem.y0.shape[0])
-    run = _program(step)
+    run = _program(step, draw)
     ys, div = run(jnp.asarray(problem.y0), keys, jnp.asarray(problem.save_idx), problem.args,
                   jnp.float64(problem.t0), jnp.float64(problem.dt))
     div = np.asarray(div)

@@ -1,0 +1,24 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
+
+import regflow as rf  # noqa: E402
+
+
+def two_layer_loss(w, args=None):
+    return (w[0] * w[1] - 1.0) ** 2
+
+
+@pytest.fixture(scope="session")
+def ou():
+    """Ornstein-Uhlenbeck dy = -theta y dt + sigma dB, diagonal noise, parameters in args."""
+    return rf.SDE(lambda t, y, a: -a["theta"] * y, lambda t, y, a: a["sigma"] * jnp.ones_like(y),
+                  noise="diagonal", names=("x", "v"), args={"theta": 1.0, "sigma": 0.5})
+
+
+@pytest.fixture(scope="session")
+def rotation():
+    return rf.ODE(lambda t, y, a: jnp.array([-y[1], y[0]]), names=("x", "y"))
