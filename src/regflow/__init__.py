@@ -25,6 +25,7 @@ from ._methods import (  # noqa: E402
 )
 from ._analysis import Equilibrium, equilibria, hessian, jacobian, lie_derivative  # noqa: E402
 from ._compare import Agreement, agreement_order, map_error  # noqa: E402
+from ._sweep import sweep  # noqa: E402
 from ._catalogue import Entry, Method, catalogue, entry, get_entry  # noqa: E402
 from ._claims import (  # noqa: E402
     Agrees,
@@ -48,7 +49,7 @@ __all__ = [
     "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate",
     "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
     "jacobian", "hessian", "equilibria", "Equilibrium", "lie_derivative",
-    "map_error", "agreement_order", "Agreement",
+    "map_error", "agreement_order", "Agreement", "sweep",
     "Method", "Entry", "entry", "catalogue", "get_entry",
     "Claim", "Conserved", "Decays", "Monotone", "StaysIn", "Spectrum", "EquilibriumSet", "Agrees", "StepRatio", "GrowsLike", "Holds",
     "Report", "Row", "check",

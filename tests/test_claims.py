@@ -1,0 +1,111 @@
+"""Claims fail when the statement is false: each claim type is shown a true and a false case."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import regflow as rf
+from conftest import two_layer_loss
+
+STARTS = np.array([[0.3, 1.6], [1.8, 0.2]])
+
+
+def _method(claims, **kw):
+    flow = rf.gradient_flow(two_layer_loss, names=("w1", "w2"))
+    gd = rf.gradient_descent(two_layer_loss, lr=0.01, names=("w1", "w2"))
+    return rf.Method(flow=flow, map=gd, claims=claims, y0=STARTS, t1=2.0, steps=200, **kw)
+
+
+def imbalance(w, a=None):
+    return w[0] ** 2 - w[1] ** 2
+
+
+def product(w, a=None):
+    return w[0] * w[1]
+
+
+def test_conserved_true_and_false():
+    report = rf.check(_method([rf.Conserved(imbalance, source="t"), rf.Conserved(product, source="f")]))
+    rows = {r.claim: r for r in report.rows}
+    assert [r.passed for r in report.rows if "imbalance" in r.claim] == [True, True]
+    assert not any(r.passed for r in report.rows if "product" in r.claim)
+    assert rows["Conserved(imbalance)"].trace is not None
+
+
+def test_conserved_is_pathwise_for_sde():
+    sde = rf.SDE(lambda t, y, a: jnp.array([-y[1], y[0]]), lambda t, y, a: 0.1 * jnp.array([-y[1], y[0]]),
+                 noise="scalar", calculus="stratonovich")
+    radius = lambda y, a: y[0] ** 2 + y[1] ** 2  # noqa: E731
+    report = rf.check(rf.Method(flow=sde, y0=[[1.0, 0.0]], t1=1.0, dt=0.001, paths=2,
+                                claims=[rf.Conserved(radius, drift_tol=1e-4, source="rotation")]))
+    assert report.passed, report.table()
+    ito = sde.replace(calculus="ito")
+    report = rf.check(rf.Method(flow=ito, y0=[[1.0, 0.0]], t1=1.0, dt=0.001, paths=2,
+                                claims=[rf.Conserved(radius, drift_tol=1e-4, source="rotation")]))
+    assert not report.passed  # the Ito reading grows the radius: its generator is 0.01 r^2
+
+
+def test_decays_checks_the_rate():
+    flow = rf.gradient_flow(two_layer_loss, weight_decay=0.1)
+    ok = rf.check(rf.Method(flow=flow, y0=STARTS, t1=5.0, claims=[rf.Decays(imbalance, rate=0.2, source="s")]))
+    bad = rf.check(rf.Method(flow=flow, y0=STARTS, t1=5.0, claims=[rf.Decays(imbalance, rate=0.25, source="s")]))
+    assert ok.passed and not any(r.passed for r in bad.rows)
+
+
+def test_monotone_flow_and_map():
+    assert rf.check(_method([rf.Monotone(two_layer_loss, source="s"),
+                             rf.Monotone(two_layer_loss, on="map", source="s")])).passed
+    rising = rf.check(_method([rf.Monotone(two_layer_loss, increasing=True, source="s")]))
+    assert not any(r.passed for r in rising.rows)
+    big = rf.Method(flow=rf.gradient_flow(two_layer_loss), map=rf.gradient_descent(two_layer_loss, lr=0.45),
+                    y0=[[2.0, 1.0]], steps=50, claims=[rf.Monotone(two_layer_loss, on="map", source="s")])
+    assert not rf.check(big).passed  # lr * lambda_max > 2: GD oscillates away
+
+
+def test_stays_in_and_step_ratio():
+    near = lambda w, a: 0.05 - jnp.abs(w[0] * w[1] - 1.0)  # noqa: E731
+    far = lambda w, a: 0.05 - jnp.abs(w[0] * w[1] - 3.0)  # noqa: E731
+    report = rf.check(_method([rf.StaysIn(near, source="s"), rf.StaysIn(far, source="s"),
+                               rf.StepRatio(two_layer_loss, 0.0, 1.0, source="s"),
+                               rf.StepRatio(two_layer_loss, 0.0, 0.5, source="s")]))
+    assert [r.passed for r in report.rows] == [True, False, True, False]
+
+
+def test_spectrum_equilibria_agrees():
+    pts = np.array([[1.0, 1.0], [2.0, 0.5]])
+    claims = [
+        rf.Spectrum(at=pts, loss=two_layer_loss, expect=lambda w: [0.0, 2 * np.sum(1 / w**2)],
+                    printed=lambda w: [0.0, np.sum(1 / w**2)], erratum="factor 2", source="s"),
+        rf.Spectrum(at=pts, loss=two_layer_loss, expect=lambda w: [0.0, np.sum(1 / w**2)], source="wrong"),
+        rf.EquilibriumSet(guesses=pts * 1.1, on=lambda w, a: w[0] * w[1] - 1, kind="degenerate sink", zero_modes=1,
+                          source="s"),
+        rf.EquilibriumSet(guesses=pts * 1.1, on=lambda w, a: w[0] * w[1] - 1, kind="saddle", source="wrong"),
+        rf.Agrees(map_at=lambda h: rf.gradient_descent(two_layer_loss, lr=h), order=1.0, source="s"),
+        rf.Agrees(map_at=lambda h: rf.gradient_descent(two_layer_loss, lr=h), order=2.0, source="wrong"),
+    ]
+    rows = rf.check(_method(claims)).rows
+    assert [r.passed for r in rows] == [True, True, False, True, True, True, False, True, False]
+    assert rows[1].note == "factor 2"
+
+
+def test_grows_like_and_holds():
+    log_growth = rf.ODE(lambda t, y, a: jnp.exp(-y))  # y = log(1 + t)
+    claims = [rf.GrowsLike(lambda y, a: y[0], law=np.log1p, source="s"),
+              rf.GrowsLike(lambda y, a: y[0], law=np.sqrt, source="wrong"),
+              rf.Holds(lambda m: m.t1, lo=0, hi=100, source="s"), rf.Holds(lambda m: -1.0, lo=0, source="wrong")]
+    rows = rf.check(rf.Method(flow=log_growth, y0=[0.0], t1=50.0, claims=claims)).rows
+    assert [r.passed for r in rows] == [True, False, True, False]
+
+
+def test_claim_that_cannot_run_fails_with_reason():
+    method = rf.Method(flow=rf.gradient_flow(two_layer_loss), y0=STARTS,
+                       claims=[rf.Monotone(two_layer_loss, on="map", source="s")])
+    (row,) = rf.check(method).rows
+    assert not row.passed and "map=None" in row.check
+
+
+def test_report_table_and_markdown():
+    report = rf.check(_method([rf.Conserved(imbalance, source="sec 3.1")]))
+    text = report.table()
+    assert "Conserved(imbalance)" in text and "2 passed, 0 failed" in text
+    assert report.to_markdown().count("\n") == 3
