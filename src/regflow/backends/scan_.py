@@ -78,8 +78,10 @@ def _run(step, draw, y0, keys, save_idx, args, t0, h):
         end = jnp.minimum(target, block_end)
         y, div = advance(k, end, y, div, noise, block_end - block_steps)
         hit = end == target
-        saved = jnp.where((div < 0)[:, None], y, jnp.nan)
-        out = jax.lax.dynamic_update_index_in_dim(out, saved, jnp.where(hit, s, n_saves), 0)
+        # write row s in place: the new state on a save, else what the row already holds
+        keep = jax.lax.dynamic_index_in_dim(out, s, 1, keepdims=False)
+        saved = jnp.where(hit, jnp.where((div < 0)[:, None], y, jnp.nan), keep)
+        out = jax.lax.dynamic_update_index_in_dim(out, saved, s, 1)
         return end, s + hit.astype(idx), y, div, out, noise, block_end
 
     def in_block(carry):
@@ -92,10 +94,10 @@ def _run(step, draw, y0, keys, save_idx, args, t0, h):
         k, s, y, div, out, _, _ = jax.lax.while_loop(in_block, chunk, (k, s, y, div, out, noise, k + block_steps))
         return k, s, y, div, out
 
-    out = jnp.zeros((n_saves + 1, paths, dim), y0.dtype)  # the last row takes the non-saves
+    out = jnp.zeros((paths, n_saves, dim), y0.dtype)
     init = (jnp.asarray(0, idx), jnp.asarray(0, idx), y0, jnp.full((paths,), -1, idx), out)
     _, _, _, div, out = jax.lax.while_loop(lambda c: c[1] < n_saves, block, init)
-    return jnp.swapaxes(out[:n_saves], 0, 1), div
+    return out, div
 
 
 @functools.lru_cache(maxsize=256)
