@@ -260,3 +260,17 @@ def test_bad_declarations():
         rf.integrate(rf.gradient_descent(two_layer_loss, lr=0.1), [1.0, 1.0], 1.0)
     with pytest.raises(ValueError, match="steps must be at least 1"):
         rf.iterate(rf.gradient_descent(two_layer_loss, lr=0.1), [1.0, 1.0], 0)
+
+
+def test_stalled_solver_is_reported_as_failed_not_ok():
+    chatter = rf.ODE(lambda t, y, a: jnp.array([5.0 * jnp.sign(1.0 - y[0])]))  # sliding at y = 1
+    traj = rf.integrate(chatter, [0.0], 5.0, ts=np.linspace(0, 5, 11))
+    assert traj.status.startswith("failed at t=") and "fixed-step method" in traj.status
+    assert 0.19 < float(traj.status.split("t=")[1].split(":")[0]) < 0.3
+    fixed = rf.integrate(chatter, [0.0], 5.0, ts=np.linspace(0, 5, 11), method="euler", dt=1e-3)
+    assert fixed.ok and abs(fixed.y[-1, 0] - 1.0) < 1e-2
+
+
+def test_fixed_step_ode_is_not_capped_by_the_adaptive_budget(rotation):
+    traj = rf.integrate(rotation, [1.0, 0.0], 1.0, ts=[1.0], method="euler", dt=1e-5)
+    assert traj.ok and abs(traj.y[-1, 0] - np.cos(1.0)) < 1e-4

@@ -28,7 +28,9 @@ class Method:
     ``y0`` (dim,) or (n, dim) are the starts used by claims and runs, ``t1`` the flow horizon,
     ``dt`` the SDE step, ``paths`` the noise paths, ``steps`` the map iterations, ``samples``
     (n, dim) the points where pointwise claims are evaluated (default: ``y0``), ``view`` the
-    default phase-portrait window (``x``, ``y``, ``xlim``, ``ylim``, ``invariant``, ``minima``)."""
+    default phase-portrait window (``x``, ``y``, ``xlim``, ``ylim``, ``invariant``, ``minima``),
+    ``options`` extra keywords of `integrate` for runs of the flow (``method``, ``rtol``, ``dt``,
+    ``backend`` ...; e.g. a fixed-step method for a non-smooth ReLU flow)."""
 
     flow: ODE | SDE
     map: Map | None = None
@@ -41,6 +43,7 @@ class Method:
     samples: Any = None
     seed: int = 0
     view: dict | None = None
+    options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.flow, (ODE, SDE)):
@@ -58,6 +61,25 @@ class Method:
     def points(self) -> np.ndarray:
         """Points for pointwise claims."""
         return self.y0 if self.samples is None else self.samples
+
+    def run_flow(self, *, y0=None, t1=None, saves: int = 201, seed=None, paths=None, **overrides):
+        """The flow from ``y0`` (default: the method's starts) to ``t1``, saved at about ``saves``
+        times; an SDE runs ``paths`` (default ``self.paths``) paths per start on its ``dt`` grid.
+        ``overrides`` replace entries of ``options`` (e.g. ``backend="scipy"``)."""
+        from ._integrate import integrate
+
+        starts = self.y0 if y0 is None else np.atleast_2d(np.asarray(y0, dtype=np.float64))
+        t1 = self.t1 if t1 is None else t1
+        options = {**self.options, **overrides}
+        seed = self.seed if seed is None else seed
+        dt = options.pop("dt", self.dt)
+        if isinstance(self.flow, SDE) or dt is not None and options.get("method") in ("euler", "heun"):
+            if isinstance(self.flow, SDE):
+                starts = np.repeat(starts, max(1, paths or self.paths or 1), axis=0)
+            n = round(t1 / dt)
+            ts = dt * np.unique(np.linspace(0, n, min(n, saves - 1) + 1).round())
+            return integrate(self.flow, starts, t1, dt=dt, ts=ts, seed=seed, **options)
+        return integrate(self.flow, starts, t1, ts=np.linspace(0.0, t1, saves), **options)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,16 +97,7 @@ def _label(q, name):
 
 def _flow_run(method: Method, y0=None, t1=None):
     """The flow from the method's starts (an ensemble; SDEs get ``method.paths`` per start)."""
-    starts = method.y0 if y0 is None else np.atleast_2d(y0)
-    t1 = method.t1 if t1 is None else t1
-    flow = method.flow
-    if isinstance(flow, SDE):
-        reps = max(1, (method.paths or 1))
-        starts = np.repeat(starts, reps, axis=0)
-        n = round(t1 / method.dt)
-        save = np.unique(np.linspace(0, n, min(n, CLAIM_SAVES - 1) + 1).round().astype(int))
-        return integrate(flow, starts, t1, dt=method.dt, ts=method.dt * save, seed=method.seed)
-    return integrate(flow, starts, t1, ts=np.linspace(0.0, t1, CLAIM_SAVES))
+    return method.run_flow(y0=y0, t1=t1, saves=CLAIM_SAVES)
 
 
 def _map_run(method: Method, y0=None, steps=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +20,21 @@ DEFAULT_ODE_METHOD = "dopri5"
 DEFAULT_SDE_METHOD = {"ito": "euler", "stratonovich": "heun"}
 #: Saved times of an ODE ensemble when ``ts`` is not given (paths take different steps).
 DEFAULT_ENSEMBLE_SAVES = 101
+#: Said when an adaptive solver stopped without diverging.
+FAILURE_HINT = ": the solver could not go on (step budget spent or steps too small); try method='kvaerno5' or 'radau' for stiff or non-smooth fields, or a fixed-step method with dt"
 #: Relative tolerance for "this time lies on the step grid".
 GRID_TOL = 1e-9
+
+
+class Solution(NamedTuple):
+    """What a backend returns: saved times (n,), states (paths, n, dim), the time each path
+    stopped early (``inf`` if it reached t1) and, optionally, whether that stop was a solver
+    failure rather than a divergence."""
+
+    t: np.ndarray
+    ys: np.ndarray
+    stop_t: np.ndarray
+    failed: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +121,8 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
             ts = np.linspace(t0, t1, DEFAULT_ENSEMBLE_SAVES)
     problem = Problem(system, y0, ensemble, t0, t1, ts, method, float(rtol), float(atol), dt, seed,
                       args, save_idx)
-    t, ys, div = _backend_module(backend, system).solve(problem)
-    return _trajectory(problem, backend, np.asarray(t), np.asarray(ys), np.asarray(div))
+    solution = Solution(*_backend_module(backend, system).solve(problem))
+    return _trajectory(problem, backend, solution)
 
 
 def iterate(map_, y0, steps, *, paths=None, seed=0, every=1) -> Trajectory:
@@ -137,15 +150,16 @@ def iterate(map_, y0, steps, *, paths=None, seed=0, every=1) -> Trajectory:
                       map_.dt, seed, args, save_idx)
     from .backends import scan_
 
-    t, ys, div_t = scan_.iterate_map(problem)
-    return _trajectory(problem, "jax", t, np.asarray(ys), div_t)
+    return _trajectory(problem, "jax", Solution(*scan_.iterate_map(problem)))
 
 
 # ----------------------------------------------------------------------------- results
 
 
-def _trajectory(problem, backend, t, ys, div_t) -> Trajectory:
+def _trajectory(problem, backend, solution: Solution) -> Trajectory:
     system = problem.system
+    t, ys, div_t = np.asarray(solution.t), np.asarray(solution.ys), np.asarray(solution.stop_t)
+    failed = np.zeros(len(div_t), bool) if solution.failed is None else np.asarray(solution.failed)
     dim = ys.shape[-1]
     names = system.names or tuple(f"y{i}" for i in range(dim))
     if len(names) != dim:
@@ -168,15 +182,18 @@ def _trajectory(problem, backend, t, ys, div_t) -> Trajectory:
     if problem.ensemble:
         status = "ok"
         if diverged.any():
-            status = (f"diverged at t={div_t.min():.6g} ({int(diverged.sum())} of {len(div_t)} paths; "
+            word = "failed" if failed[diverged].any() else "diverged"
+            status = (f"{word} at t={div_t.min():.6g} ({int(diverged.sum())} of {len(div_t)} paths; "
                       f"see diverged_at)")
+            if failed.any():
+                status += FAILURE_HINT
         return Trajectory(t=t, y=ys, names=names, status=status, diverged_at=div_t, meta=meta)
     y = ys[0]
     status = "ok"
     if diverged[0]:
         keep = np.all(np.isfinite(y), axis=-1) & (t < div_t[0])
         t, y = t[keep], y[keep]
-        status = f"diverged at t={div_t[0]:.6g}"
+        status = f"diverged at t={div_t[0]:.6g}" if not failed[0] else f"failed at t={div_t[0]:.6g}" + FAILURE_HINT
     return Trajectory(t=t, y=y, names=names, status=status, meta=meta)
 
 

@@ -13,22 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ._integrate import integrate, iterate  # noqa: E402
-from ._system import SDE  # noqa: E402
+from ._integrate import iterate  # noqa: E402
 
 #: Guesses per axis for the equilibria marked on a portrait.
 EQUILIBRIUM_GUESSES = 5
 PORTRAIT_SAVES = 401
 FIGURE_DPI = 110
-
-
-def _flow_paths(method, t1=None):
-    t1 = method.t1 if t1 is None else t1
-    if isinstance(method.flow, SDE):
-        n = round(t1 / method.dt)
-        ts = method.dt * np.unique(np.linspace(0, n, min(n, PORTRAIT_SAVES - 1) + 1).round())
-        return integrate(method.flow, method.y0, t1, dt=method.dt, ts=ts, seed=method.seed)
-    return integrate(method.flow, method.y0, t1, ts=np.linspace(0, t1, PORTRAIT_SAVES))
 
 
 def entry_portrait(name, method, *, x=None, y=None):
@@ -43,7 +33,7 @@ def entry_portrait(name, method, *, x=None, y=None):
     y = y or view.get("y", names[1])
     xlim, ylim = view.get("xlim", (-2.0, 2.0)), view.get("ylim", (-2.0, 2.0))
     at = method.y0[0] if method.y0.shape[1] > 2 else None
-    runs = {"flow": _flow_paths(method)}
+    runs = {"flow": method.run_flow(saves=PORTRAIT_SAVES)}
     if method.map is not None:
         runs["map"] = iterate(method.map, method.y0, method.steps or 1000, seed=method.seed,
                               every=max(1, (method.steps or 1000) // PORTRAIT_SAVES))

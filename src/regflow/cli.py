@@ -58,14 +58,9 @@ def cmd_run(args):
 
     entry = _entry(args.name)
     method = entry.build(**_parse_sets(entry, args.set))
-    t1 = method.t1 if args.t1 is None else args.t1
-    starts = method.y0 if args.paths is None else np.broadcast_to(method.y0[0], (args.paths, method.y0.shape[1]))
-    if isinstance(method.flow, rf.SDE):
-        n = round(t1 / method.dt)
-        ts = method.dt * np.unique(np.linspace(0, n, min(n, RUN_SAVES - 1) + 1).round())
-        traj = rf.integrate(method.flow, starts, t1, dt=method.dt, ts=ts, seed=args.seed, backend=args.backend)
-    else:
-        traj = rf.integrate(method.flow, starts, t1, ts=np.linspace(0, t1, RUN_SAVES), backend=args.backend)
+    starts = None if args.paths is None else np.broadcast_to(method.y0[0], (args.paths, method.y0.shape[1]))
+    traj = method.run_flow(y0=starts, t1=args.t1, saves=RUN_SAVES, seed=args.seed, paths=1 if args.paths else None,
+                          **({} if args.backend == "auto" else {"backend": args.backend}))
     print(f"{entry.name}: {traj}")
     for name, value in zip(traj.names, np.asarray(traj.y)[..., -1, :].T):
         print(f"  {name}(t1): {np.array2string(np.atleast_1d(value), precision=6)}")

@@ -32,7 +32,7 @@ _blow_up.terminal = True
 
 def solve(problem):
     """Returns saved times, states ``(paths, n, dim)`` and each path's divergence time."""
-    f, jac = _compiled(problem.system.drift)
+    f, jac = _compiled(problem.system.vector_field)
     args = problem.args
     method = METHODS[problem.method]
     options = {"jac": lambda t, y: np.asarray(jac(t, jnp.asarray(y), args))} if method in IMPLICIT else {}
