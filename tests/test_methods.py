@@ -62,3 +62,12 @@ def test_modified_flow_is_second_order():
 def test_bad_batch_size(data, batch):
     with pytest.raises(ValueError, match="batch_size must be an int in"):
         rf.sgd(quadratic_sample_loss, data, lr=0.1, batch_size=batch)
+
+
+def test_agrees_with_a_step_dependent_modified_flow():
+    loss = lambda w, a: (w[0] * w[1] - 1.0) ** 2  # noqa: E731
+    claim = rf.Agrees(map_at=lambda h: rf.gradient_descent(loss, lr=h), flow=lambda h: rf.modified_flow(loss, lr=h),
+                      order=2.0, steps=(0.02, 0.01, 0.005), t1=0.5, source="Barrett-Dherin")
+    method = rf.Method(flow=rf.gradient_flow(loss), y0=[[1.5, 0.4]], claims=[claim])
+    report = rf.check(method)
+    assert report.passed, report.table()

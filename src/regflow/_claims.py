@@ -340,7 +340,8 @@ class EquilibriumSet(Claim):
 @dataclasses.dataclass(frozen=True)
 class Agrees(Claim):
     """The map tracks the flow with error O(dt^order): the order fitted over maps
-    ``map_at(dt)`` for ``dt`` in ``steps`` up to flow time ``t1``."""
+    ``map_at(dt)`` for ``dt`` in ``steps`` up to flow time ``t1``.  ``flow`` (default: the
+    method's) may be a function ``dt -> flow``, e.g. ``lambda h: rf.modified_flow(loss, lr=h)``."""
 
     map_at: Callable = None
     order: float = 1.0

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 
 from ._integrate import integrate, iterate
+from ._system import ODE, SDE
 
 #: Tolerances of the reference flow solve (far below any map's error).
 REFERENCE_RTOL, REFERENCE_ATOL = 1e-11, 1e-13
@@ -53,7 +54,8 @@ class Agreement:
 def agreement_order(map_at, flow, y0, t1, steps, *, observable=None) -> Agreement:
     r"""Fit :math:`\log e = p \log dt + c` over maps ``map_at(dt)`` for each ``dt`` in ``steps``.
 
-    The flow is solved once, on the union of all the maps' times.
+    ``flow`` is a system, solved once on the union of all the maps' times, or a function
+    ``dt -> system`` for flows that depend on the step size (modified equations).
 
     Example
     -------
@@ -64,6 +66,9 @@ def agreement_order(map_at, flow, y0, t1, steps, *, observable=None) -> Agreemen
     steps = np.asarray(steps, dtype=float)
     if steps.size < 2 or np.any(steps <= 0):
         raise ValueError("steps must hold at least two positive step sizes, e.g. [0.04, 0.02, 0.01]")
-    errors = np.array(_errors([map_at(h) for h in steps], flow, y0, t1, observable))
+    if isinstance(flow, (ODE, SDE)):
+        errors = np.array(_errors([map_at(h) for h in steps], flow, y0, t1, observable))
+    else:  # a flow that depends on the step size, e.g. a modified flow
+        errors = np.array([_errors([map_at(h)], flow(h), y0, t1, observable)[0] for h in steps])
     order = float(np.polyfit(np.log(steps), np.log(errors), 1)[0])
     return Agreement(steps=steps, errors=errors, order=order)
