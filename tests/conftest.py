@@ -1,3 +1,11 @@
+import os
+import pathlib
+
+# Share compiled XLA programs between test workers and the notebooks' kernels (they compile
+# the same catalogue systems): JAX's persistent compilation cache, inside the repository.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(__file__).parent.parent / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
 import matplotlib
 
 matplotlib.use("Agg")
