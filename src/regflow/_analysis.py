@@ -315,13 +315,16 @@ def equilibria(system, guesses, args=None, *, tol=RESIDUAL_TOL, dedupe=DEDUPE_RT
     for guess in guesses:
         if not np.all(np.isfinite(residual_fn(guess))):
             continue
-        sol = least_squares(
-            lambda y: np.asarray(residual_fn(y)), guess, jac=lambda y: np.asarray(jac_fn(y)),
-            method="lm", xtol=SOLVER_TOL, ftol=SOLVER_TOL, gtol=SOLVER_TOL, max_nfev=SOLVER_MAX_NFEV,
-        )
+        try:
+            sol = least_squares(
+                lambda y: np.asarray(residual_fn(y)), guess, jac=lambda y: np.asarray(jac_fn(y)),
+                method="lm", xtol=SOLVER_TOL, ftol=SOLVER_TOL, gtol=SOLVER_TOL, max_nfev=SOLVER_MAX_NFEV,
+            )
+        except (np.linalg.LinAlgError, ValueError):  # the solve wandered where the field is singular
+            continue
         point = np.asarray(sol.x, dtype=np.float64)
         residual = float(np.linalg.norm(residual_fn(point)))
-        if not (np.all(np.isfinite(point)) and residual < tol):
+        if not (np.all(np.isfinite(point)) and residual < tol and np.all(np.isfinite(jac_fn(point)))):
             continue
         if any(np.linalg.norm(point - p) <= dedupe * max(1.0, np.linalg.norm(point), np.linalg.norm(p))
                for p, _ in found):

@@ -94,7 +94,7 @@ def write_report(reports, directory) -> str:
             lines += [f"### {name}", "", report.to_markdown(), ""]
             method = get_entry(name).build()
             figures = []
-            if method.view is not None:
+            if method.view is not None and method.y0.shape[1] >= 2:
                 try:
                     figures.append(("portrait", entry_portrait(name, method)))
                 except Exception as error:  # a figure that cannot be drawn is reported, not fatal
