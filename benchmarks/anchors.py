@@ -158,14 +158,17 @@ def sdeint_paths(paths, steps, saves, dt=DT):
 
 
 @functools.lru_cache(maxsize=None)
-def diffrax_ode():
-    """diffrax ``Dopri5`` + ``PIDController(rtol=1e-8, atol=1e-10)``, ``jax.vmap`` over starts."""
+def diffrax_ode(with_stats=False):
+    """diffrax ``Dopri5`` + ``PIDController(rtol=1e-8, atol=1e-10)``, ``jax.vmap`` over starts
+    (``with_stats``: also the accepted and rejected step counts of each start)."""
     ts = jnp.asarray(np.linspace(0.0, ODE_T1, ODE_SAVES + 1))
 
     def solve(y0, args):
         sol = dfx.diffeqsolve(dfx.ODETerm(drift), dfx.Dopri5(), 0.0, ODE_T1, None, y0, args,
                               saveat=dfx.SaveAt(ts=ts),
                               stepsize_controller=dfx.PIDController(rtol=RTOL, atol=ATOL), max_steps=2**16)
+        if with_stats:
+            return sol.ys, sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"]
         return sol.ys
 
     return jax.jit(jax.vmap(solve, in_axes=(0, None)))
@@ -176,10 +179,16 @@ def _grad_np(t, y):
     return -2.0 * (W - 1.0) * W / y
 
 
-def scipy_ode(starts):
-    """scipy ``solve_ivp`` (RK45, rtol 1e-8, atol 1e-10), one start at a time, numpy vector field."""
+def scipy_ode(starts, nfev=None):
+    """scipy ``solve_ivp`` (RK45, rtol 1e-8, atol 1e-10), one start at a time, numpy vector field
+    (``nfev``: a list that receives each start's number of vector-field calls)."""
     from scipy.integrate import solve_ivp
 
     ts = np.linspace(0.0, ODE_T1, ODE_SAVES + 1)
-    return np.stack([solve_ivp(_grad_np, (0.0, ODE_T1), y0, method="RK45", rtol=RTOL, atol=ATOL, t_eval=ts).y.T
-                     for y0 in starts])
+    out = []
+    for y0 in starts:
+        sol = solve_ivp(_grad_np, (0.0, ODE_T1), y0, method="RK45", rtol=RTOL, atol=ATOL, t_eval=ts)
+        out.append(sol.y.T)
+        if nfev is not None:
+            nfev.append(sol.nfev)
+    return np.stack(out)

@@ -274,3 +274,11 @@ def test_stalled_solver_is_reported_as_failed_not_ok():
 def test_fixed_step_ode_is_not_capped_by_the_adaptive_budget(rotation):
     traj = rf.integrate(rotation, [1.0, 0.0], 1.0, ts=[1.0], method="euler", dt=1e-5)
     assert traj.ok and abs(traj.y[-1, 0] - np.cos(1.0)) < 1e-4
+
+
+def test_declared_sde_methods_match_the_backends():
+    from regflow._integrate import SDE_METHODS
+    from regflow.backends import diffrax_, sdeint_
+
+    assert set(SDE_METHODS["diffrax"]) == set(diffrax_.SDE_SOLVERS)
+    assert set(SDE_METHODS["sdeint"]) == set(sdeint_.METHODS)

@@ -17,6 +17,9 @@ from ._versions import versions
 
 BACKENDS = ("auto", "scipy", "diffrax", "sdeint", "jax")
 DEFAULT_ODE_METHOD = "dopri5"
+#: SDE schemes of each backend (named here so that checking a call imports no backend).
+SDE_METHODS = {"jax": ("euler", "milstein", "heun"), "diffrax": ("euler", "milstein", "heun"),
+               "sdeint": ("euler", "sri2", "heun", "srs2")}
 DEFAULT_SDE_METHOD = {"ito": "euler", "stratonovich": "heun"}
 #: Saved times of an ODE ensemble when ``ts`` is not given (paths take different steps).
 DEFAULT_ENSEMBLE_SAVES = 101
@@ -198,9 +201,10 @@ def _trajectory(problem, backend, solution: Solution) -> Trajectory:
 
 
 def _backend_module(backend, system):
-    from .backends import diffrax_, scan_, scipy_, sdeint_
+    import importlib
 
-    return {"jax": scan_, "scipy": scipy_, "diffrax": diffrax_, "sdeint": sdeint_}[backend]
+    module = {"jax": "scan_", "scipy": "scipy_", "diffrax": "diffrax_", "sdeint": "sdeint_"}[backend]
+    return importlib.import_module(f".backends.{module}", __package__)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -219,11 +223,8 @@ def _check_backend(system, backend):
 
 
 def _check_sde_method(system, backend, method):
-    from .backends import diffrax_, sdeint_
-
     method = DEFAULT_SDE_METHOD[system.calculus] if method is None else method
-    available = {"jax": ("euler", "milstein", "heun"), "diffrax": tuple(diffrax_.SDE_SOLVERS),
-                 "sdeint": tuple(sdeint_.METHODS)}[backend]
+    available = SDE_METHODS[backend]
     if method not in available:
         raise ValueError(f"method {method!r} is not available for SDEs with backend {backend!r}; choose one of {available}")
     calculus = {"euler": "ito", "milstein": "ito", "sri2": "ito", "heun": "stratonovich", "srs2": "stratonovich"}[method]
