@@ -282,3 +282,14 @@ def test_declared_sde_methods_match_the_backends():
 
     assert set(SDE_METHODS["diffrax"]) == set(diffrax_.SDE_SOLVERS)
     assert set(SDE_METHODS["sdeint"]) == set(sdeint_.METHODS)
+
+
+def test_progress_bar_runs_paths_in_chunks_with_the_same_result(ou, capsys):
+    plain = rf.integrate(ou, [1.0, 0.0], 0.5, dt=0.01, paths=45, seed=2, progress=False)
+    shown = rf.integrate(ou, [1.0, 0.0], 0.5, dt=0.01, paths=45, seed=2, progress=True)
+    assert np.array_equal(plain.y, shown.y)
+    assert "45/45" in capsys.readouterr().err
+    gd = rf.gradient_descent(two_layer_loss, lr=0.1)
+    assert np.array_equal(rf.iterate(gd, [[2.0, 0.3]] * 7, 5, progress=True).y, rf.iterate(gd, [[2.0, 0.3]] * 7, 5).y)
+    with pytest.raises(TypeError, match="progress must be True, False or None"):
+        rf.integrate(ou, [1.0, 0.0], 0.5, dt=0.01, progress="yes")

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._progress import progress_enabled
 from ._system import ODE, SDE, Map, describe
 from ._trajectory import Trajectory
 from ._versions import versions
@@ -57,10 +58,11 @@ class Problem:
     seed: Any
     args: Any
     save_idx: np.ndarray | None = None  # fixed-step schemes: saved step indices
+    progress: bool | None = False
 
 
 def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, rtol=1e-8,
-              atol=1e-10, dt=None, paths=None, seed=0) -> Trajectory:
+              atol=1e-10, dt=None, paths=None, seed=0, progress=None) -> Trajectory:
     r"""Integrate an `ODE` or `SDE` from ``t0`` to ``t1``.
 
     Parameters
@@ -81,6 +83,8 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
     dt : step of fixed-step schemes (required for SDEs).
     paths : number of paths of an ensemble (``None``: one path, ``y`` is ``(n, dim)``).
     seed : int or JAX key; the same seed gives the same Brownian increments to every backend.
+    progress : a progress bar over the paths of an SDE ensemble on the ``"jax"`` backend:
+        ``None`` shows it when stderr is a terminal (``REGFLOW_PROGRESS=0`` turns it off).
 
     Returns
     -------
@@ -122,16 +126,18 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         save_idx = None
         if ts is None and ensemble:
             ts = np.linspace(t0, t1, DEFAULT_ENSEMBLE_SAVES)
+    progress_enabled(progress)  # validates
     problem = Problem(system, y0, ensemble, t0, t1, ts, method, float(rtol), float(atol), dt, seed,
-                      args, save_idx)
+                      args, save_idx, progress)
     solution = Solution(*_backend_module(backend, system).solve(problem))
     return _trajectory(problem, backend, solution)
 
 
-def iterate(map_, y0, steps, *, paths=None, seed=0, every=1) -> Trajectory:
+def iterate(map_, y0, steps, *, paths=None, seed=0, every=1, progress=None) -> Trajectory:
     r"""Iterate a `Map` ``steps`` times; step ``k`` is saved at flow time ``k * map_.dt``.
 
-    ``every`` saves every ``every``-th step (the last step is always saved).  A stochastic
+    ``every`` saves every ``every``-th step (the last step is always saved); ``progress`` as
+    for `integrate`.  A stochastic
     map receives the key ``fold_in(path_key, k)`` at step ``k`` (see `regflow._noise`).
 
     Example
@@ -149,8 +155,9 @@ def iterate(map_, y0, steps, *, paths=None, seed=0, every=1) -> Trajectory:
     args = _check_args(map_.args)
     _check_output_shape(map_, y0[0], 0.0, args)
     save_idx = np.unique(np.append(np.arange(0, steps + 1, every), steps))
+    progress_enabled(progress)  # validates
     problem = Problem(map_, y0, ensemble, 0.0, steps * map_.dt, map_.dt * save_idx, "iterate", 0.0, 0.0,
-                      map_.dt, seed, args, save_idx)
+                      map_.dt, seed, args, save_idx, progress)
     from .backends import scan_
 
     return _trajectory(problem, "jax", Solution(*scan_.iterate_map(problem)))

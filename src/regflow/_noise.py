@@ -66,9 +66,9 @@ def path_keys(seed, paths: int):
     return _path_keys_jit(root_key(seed), paths)
 
 
-def keys_of_paths(key, paths: int):
-    """``fold_in(key, p)`` for ``p = 0 .. paths-1`` as one vectorised hash (traceable)."""
-    p = jnp.arange(paths, dtype=jnp.uint32)
+def keys_of_paths(key, paths: int, first=0):
+    """``fold_in(key, p)`` for ``p = first .. first+paths-1`` as one vectorised hash (traceable)."""
+    p = jnp.asarray(first, jnp.uint32) + jnp.arange(paths, dtype=jnp.uint32)
     return jnp.stack(threefry2x32(key[0], key[1], jnp.zeros_like(p), p), axis=-1)
 
 

@@ -28,12 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _noise
+from .._progress import progress_bar, progress_enabled
 from .._system import Map
 from ._common import DIVERGENCE_BOUND, apply_diffusion, noise_dim
 
 SDE_METHODS = {"euler": "ito", "milstein": "ito", "heun": "stratonovich"}
 #: Numbers (steps x paths x noise width) drawn in one block: 8 MiB of float64.
 NOISE_BLOCK_ELEMENTS = 2**20
+#: Path chunks of a run with a progress bar (one tick each).
+PROGRESS_CHUNKS = 20
 #: Most steps in one block (more gains nothing measurable; see the module docstring).
 MAX_BLOCK_STEPS = 64
 
@@ -61,10 +64,11 @@ class _Noise:
     width: int
 
 
-def _run(step, source, y0, key, save_idx, args, t0, h):
+def _run(step, source, y0, key, first_path, save_idx, args, t0, h):
     """All paths: iterate ``step`` and keep the states at ``save_idx`` (increasing ints).
 
-    ``key`` is the run's root key; path ``p`` uses ``fold_in(key, p)`` (`regflow._noise`).
+    ``key`` is the run's root key; path ``p`` (counted from ``first_path``) uses
+    ``fold_in(key, p)`` (`regflow._noise`).
 
     ``step(k, y, args, xi, t0, h)`` advances one path by one step given its noise ``xi`` of
     step ``k`` (from the `_Noise` ``source``).  Returns the saved states ``(paths, S, dim)``
@@ -72,7 +76,7 @@ def _run(step, source, y0, key, save_idx, args, t0, h):
     """
     paths, dim = y0.shape
     n_saves = save_idx.shape[0]
-    keys = _noise.keys_of_paths(key, paths)
+    keys = _noise.keys_of_paths(key, paths, first_path)
     block_steps = _block_steps(paths, source.width)
     step_all = jax.vmap(step, in_axes=(None, 0, None, 0, None, None))
     idx = save_idx.dtype
@@ -191,10 +195,26 @@ def iterate_map(problem):
 
 
 def _simulate(step, source, problem):
-    """Run the cached program; returns saved times, states (paths, S, dim), divergence times."""
+    """Run the cached program; returns saved times, states (paths, S, dim), divergence times.
+
+    With a progress bar the paths run in ``PROGRESS_CHUNKS`` equal chunks (the last one padded,
+    so one program serves all); path ``p`` keeps its own noise, so the result is the same."""
     run = _program(step, source)
-    ys, div = run(jnp.asarray(problem.y0), _noise.root_key(problem.seed), jnp.asarray(problem.save_idx), problem.args,
-                  jnp.float64(problem.t0), jnp.float64(problem.dt))
-    div = np.asarray(div)
+    y0 = np.asarray(problem.y0)
+    paths = y0.shape[0]
+    inputs = (_noise.root_key(problem.seed), jnp.asarray(problem.save_idx), problem.args,
+              jnp.float64(problem.t0), jnp.float64(problem.dt))
+    chunks = min(paths, PROGRESS_CHUNKS) if progress_enabled(problem.progress) else 1
+    size = -(-paths // chunks)
+    pieces = []
+    with progress_bar(paths, "paths", problem.progress, unit="path") as bar:
+        for first in range(0, paths, size):
+            block = y0[first:first + size]
+            padded = np.concatenate([block, np.repeat(block[-1:], size - len(block), axis=0)])
+            ys, div = run(jnp.asarray(padded), inputs[0], jnp.uint32(first), *inputs[1:])
+            pieces.append((np.asarray(ys)[:len(block)], np.asarray(div)[:len(block)]))
+            bar.update(len(block))
+    ys = np.concatenate([p[0] for p in pieces])
+    div = np.concatenate([p[1] for p in pieces])
     div_t = np.where(div < 0, np.inf, problem.t0 + div * problem.dt)
-    return problem.t0 + problem.dt * problem.save_idx, np.asarray(ys), div_t
+    return problem.t0 + problem.dt * problem.save_idx, ys, div_t
