@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._integrate import integrate, iterate
@@ -37,7 +39,7 @@ def _errors(maps, flow, y0, t1, observable):
         if observable is None:
             errors.append(float(np.max(np.linalg.norm(run.y[1:] - at, axis=-1))))
         else:
-            q_ref = np.asarray([observable(y, flow.args) for y in at])
+            q_ref = np.asarray(jax.vmap(lambda y: observable(y, flow.args))(jnp.asarray(at)))
             errors.append(float(np.max(np.abs(run.evaluate(observable)[1:] - q_ref))))
     return errors
 

@@ -70,15 +70,15 @@ def cmd_run(args):
 
 
 def cmd_check(args):
-    from ._claims import check
     from ._catalogue import catalogue
+    from ._claims import Report, check
 
     names = list(catalogue()) if args.name == "all" else [_entry(args.name).name]
     reports = {}
     for name in names:
         reports[name] = check(name)
         print(reports[name].table() + "\n", flush=True)
-    total = sum((r for r in reports.values()), start=next(iter(reports.values())).__class__(()))
+    total = sum(reports.values(), Report(()))
     print(f"catalogue: {sum(r.passed for r in total.rows)} passed, {len(total.failed)} failed")
     if args.report:
         from ._report import write_report

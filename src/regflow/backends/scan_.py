@@ -32,7 +32,6 @@ from .._progress import progress_bar, progress_enabled
 from .._system import Map
 from ._common import DIVERGENCE_BOUND, apply_diffusion, noise_dim
 
-SDE_METHODS = {"euler": "ito", "milstein": "ito", "heun": "stratonovich"}
 #: Numbers (steps x paths x noise width) drawn in one block: 8 MiB of float64.
 NOISE_BLOCK_ELEMENTS = 2**20
 #: Path chunks of a run with a progress bar (one tick each).

@@ -23,6 +23,10 @@ def _compiled(drift, diffusion, noise):
     return f, g
 
 
+#: One path's increments, compiled once per (steps, m).
+_increments = jax.jit(_noise.increments, static_argnums=(1, 3))
+
+
 def solve(problem):
     """Returns saved times, states ``(paths, n, dim)`` and each path's divergence time."""
     system, args = problem.system, problem.args
@@ -31,10 +35,9 @@ def solve(problem):
     n = round((problem.t1 - problem.t0) / problem.dt)
     tspan = problem.t0 + problem.dt * np.arange(n + 1)
     keys = _noise.path_keys(problem.seed, problem.y0.shape[0])
-    increments = jax.jit(_noise.increments, static_argnums=(1, 3))
     ys, div_t = [], []
     for p, y0 in enumerate(problem.y0):
-        dw = np.asarray(increments(keys[p], n, problem.dt, m))
+        dw = np.asarray(_increments(keys[p], n, problem.dt, m))
         extra = {}
         if problem.method in ("sri2", "srs2"):  # their repeated integrals need extra variates, seeded too
             extra["generator"] = np.random.default_rng(np.asarray(keys[p]).tolist())
