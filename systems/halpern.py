@@ -235,7 +235,7 @@ def _relative_rows(a, b):
 def _flow_end(method, t1=None):
     """States of the method's flow at its ``t1`` from every start (cached per method)."""
     t1 = method.t1 if t1 is None else t1
-    traj = rf.integrate(method.flow, method.y0, t1, ts=np.linspace(0.0, t1, SAVES), rtol=RTOL, atol=ATOL)
+    traj = rf.integrate(method.flow, method.y0, t1, ts=np.linspace(0.0, t1, SAVES), rtol=RTOL, atol=ATOL, batched=True)
     if not traj.ok or not np.all(np.isfinite(traj.y)):
         raise RuntimeError(f"the flow did not finish: {traj.status}")
     return traj.y[:, -1]
@@ -244,7 +244,7 @@ def _flow_end(method, t1=None):
 @functools.lru_cache(maxsize=16)
 def _map_end(method):
     """States of the method's map after ``steps`` from every start (cached per method)."""
-    traj = rf.iterate(method.map, method.y0, method.steps, every=max(1, method.steps // 100))
+    traj = rf.iterate(method.map, method.y0, method.steps, every=max(1, method.steps // 100), batched=True)
     if not traj.ok:
         raise RuntimeError(f"the map did not finish: {traj.status}")
     return traj.y[:, -1]
@@ -352,7 +352,7 @@ def literal_schedule_distance(method):
     :math:`X^+y` whatever :math:`a`: max distance at the end relative to :math:`\|X^+y\|`."""
     args = method.map.args
     literal = nmgd_map(loss, lr=method.map.dt, schedule=paper_schedule(method.view["a"], n0=1), args=args)
-    traj = rf.iterate(literal, method.y0, method.steps, every=method.steps)
+    traj = rf.iterate(literal, method.y0, method.steps, every=method.steps, batched=True)
     xs = pinv_solution(args)
     return float(np.max(_relative_rows(traj.y[:, -1], xs)) / np.linalg.norm(xs))
 
@@ -371,7 +371,7 @@ FIXED_LAMBDA = 0.05
 def _fixed_k_end(method, steps=3000):
     args = method.map.args
     m = halpern_map(loss, lr=method.map.dt, schedule=lambda k: FIXED_LAMBDA, args=args)
-    return rf.iterate(m, method.y0, steps, every=steps).y[:, -1]
+    return rf.iterate(m, method.y0, steps, every=steps, batched=True).y[:, -1]
 
 
 def fixed_k_limit_error(method):
@@ -396,7 +396,7 @@ def fixed_k_residual(method):
 
 def gd_rate(method, steps=60):
     r"""GD's errors :math:`e_t = \|w_t - w_*\|` (w_* its own limit) over ``steps`` steps, all starts."""
-    traj = rf.iterate(method.map, method.y0, steps)
+    traj = rf.iterate(method.map, method.y0, steps, batched=True)
     want = gd_limit(method.y0, method.flow.args)
     return np.linalg.norm(traj.y - want[:, None, :], axis=-1)
 
@@ -598,7 +598,7 @@ def _deep_runs(method):
     gd = rf.gradient_descent(deep_loss, lr=method.map.dt, args=method.map.args)
     runs = []
     for map_ in (method.map, gd):
-        traj = rf.iterate(map_, method.y0, method.steps, every=10)
+        traj = rf.iterate(map_, method.y0, method.steps, every=10, batched=True)
         if not traj.ok:
             raise RuntimeError(f"the map did not finish: {traj.status}")
         runs.append(traj)
@@ -642,7 +642,7 @@ def imbalance_decay_error(method):
     :math:`D_0\exp(-2\int_0^{t_1}\mu)` (NMGD shrinks what eq 18 says GD conserves)."""
     a, c, tau = method.view["a"], method.view["c"], method.view["tau"]
     t = IMBALANCE_T
-    traj = rf.integrate(method.flow, method.y0, t, ts=[t], rtol=1e-11, atol=1e-13)
+    traj = rf.integrate(method.flow, method.y0, t, ts=[t], rtol=1e-11, atol=1e-13, batched=True)
     d0 = np.asarray(jax.vmap(layer_imbalance)(jnp.asarray(method.y0)))
     d1 = np.asarray(jax.vmap(layer_imbalance)(jnp.asarray(traj.y[:, -1])))
     want = d0 * np.exp(-2 * c * ((t + tau) ** (1 - a) - tau ** (1 - a)) / (1 - a))

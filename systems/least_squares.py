@@ -183,11 +183,11 @@ def gradient_descent(lr: float = LS_LR, steps: int = 300, seed: int = 0) -> rf.M
 
     def flow_run(method):
         if "flow" not in cache:
-            cache["flow"] = rf.integrate(method.flow, starts, horizon, ts=ts, rtol=1e-11, atol=1e-13)
+            cache["flow"] = rf.integrate(method.flow, starts, horizon, ts=ts, rtol=1e-11, atol=1e-13, batched=True)
         return cache["flow"]
 
     def gd_vs_closed_form(method, system=gd):
-        traj = rf.iterate(system, starts, steps)
+        traj = rf.iterate(system, starts, steps, batched=True)
         exact = np.stack([closed_form_gd(data, b0, lr, steps) for b0 in starts])
         return np.max(np.abs(traj.y - exact)) / np.max(np.abs(exact))
 
@@ -389,11 +389,11 @@ class _Runs:
 
     @property
     def end(self):
-        return self._get("end", lambda: rf.iterate(self.gd, self.starts, self.steps, every=self.steps).y[:, -1])
+        return self._get("end", lambda: rf.iterate(self.gd, self.starts, self.steps, every=self.steps, batched=True).y[:, -1])
 
     @property
     def features_end(self):
-        return self._get("rf", lambda: rf.iterate(self.features, self.starts, self.steps, every=self.steps).y[:, -1])
+        return self._get("rf", lambda: rf.iterate(self.features, self.starts, self.steps, every=self.steps, batched=True).y[:, -1])
 
     def risk(self, states):
         return np.asarray(jax.vmap(lambda w: half_risk(w, self.gd.args))(jnp.asarray(states)))
@@ -401,8 +401,8 @@ class _Runs:
     def early_gap(self):
         """Median over starts of |risk(NN) - risk(RF)| / risk(RF) when the NN risk first falls
         below EARLY_RISK of its start."""
-        nn = rf.iterate(self.gd, self.starts, EARLY_STEPS).evaluate(half_risk)
-        feat = rf.iterate(self.features, self.starts, EARLY_STEPS).evaluate(half_risk)
+        nn = rf.iterate(self.gd, self.starts, EARLY_STEPS, batched=True).evaluate(half_risk)
+        feat = rf.iterate(self.features, self.starts, EARLY_STEPS, batched=True).evaluate(half_risk)
         k = np.argmax(nn <= EARLY_RISK * nn[:, :1], axis=1)
         if np.any(nn[np.arange(len(k)), k] > EARLY_RISK * nn[:, 0]):
             raise RuntimeError(f"the risk did not fall below {EARLY_RISK} of its start in {EARLY_STEPS} steps")

@@ -378,7 +378,7 @@ def long_run(system, starts, horizon=HORIZON, backend="auto"):
 
     A method's own flow runs on the default backend (reusing its claims' compiled program); a
     second flow it is compared with runs on ``backend="scipy"`` (only its field is compiled)."""
-    traj = rf.integrate(system, np.atleast_2d(starts), horizon, ts=long_ts(horizon), backend=backend,
+    traj = rf.integrate(system, np.atleast_2d(starts), horizon, batched=True, ts=long_ts(horizon), backend=backend,
                         rtol=LONG_RTOL, atol=LONG_ATOL)
     if not traj.ok:
         raise RuntimeError(f"the long run did not finish: {traj.status}")
@@ -743,7 +743,7 @@ def lagrange() -> rf.Method:
 
     def unit_drift(map_):
         def measure(method):
-            traj = rf.iterate(map_, starts, MAP_STEPS)
+            traj = rf.iterate(map_, starts, MAP_STEPS, batched=True)
             return float(np.nanmax(np.abs(np.linalg.norm(traj.y[..., 1:], axis=-1) - 1.0)))
 
         return measure

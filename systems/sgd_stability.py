@@ -450,7 +450,7 @@ _GD_STEP = _lr_map(0.1).step
 def gd_minima(lr, starts, steps):
     """Sharpness of the minima GD with ``lr`` converges to (NaN for runs that did not converge)."""
     gd = rf.Map(_GD_STEP, dt=lr, args={"lr": lr}, names=SHARP_NAMES)
-    end = rf.iterate(gd, starts, steps, every=steps).y[:, -1]
+    end = rf.iterate(gd, starts, steps, every=steps, batched=True).y[:, -1]
     ok = np.all(np.isfinite(end), axis=1)
     end = np.where(ok[:, None], end, 0.0)
     loss = np.asarray(jax.vmap(sharp_loss)(jnp.asarray(end)))

@@ -324,7 +324,7 @@ def network_flow(depth: int = DEPTH, layer_norm: float = 0.45, t1: float = NET_T
 
     def heun_run(dt=HEUN_DT):
         if dt not in cache:
-            cache[dt] = rf.integrate(flow, starts, t1, ts=ts, method="heun", dt=dt)
+            cache[dt] = rf.integrate(flow, starts, t1, ts=ts, method="heun", dt=dt, batched=True)
         if not cache[dt].ok:
             raise RuntimeError(f"Heun run did not finish: {cache[dt].status}")
         return cache[dt]
@@ -445,7 +445,7 @@ def transient_sweep(cases, frac=0.5, b=REDUCED_B, c=REDUCED_C, t1=None):
         t1 = 3.0 * float(est.max()) + 4.0 / b
     ts = np.linspace(0.0, t1, SWEEP_SAVES)
     y0 = np.column_stack([cases[:, 1], cases[:, 0], np.full(len(cases), b), np.full(len(cases), c)])
-    traj = rf.integrate(SWEEP, y0, t1, ts=ts, rtol=1e-10, atol=1e-12)
+    traj = rf.integrate(SWEEP, y0, t1, ts=ts, rtol=1e-10, atol=1e-12, batched=True)
     if not traj.ok:
         raise RuntimeError(f"the transient sweep did not finish: {traj.status}")
     return traj, np.array([half_time(ts, traj.y[p, :, 0], frac * c / b) for p in range(len(cases))])

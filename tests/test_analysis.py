@@ -8,13 +8,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from regflow._analysis import (  # noqa: E402
-    Equilibrium,
-    equilibria,
-    hessian,
-    jacobian,
-    lie_derivative,
-)
+from regflow._analysis import hessian, jacobian, lie_derivative  # noqa: E402
+from regflow._equilibria import Equilibrium, equilibria  # noqa: E402
 from regflow._system import ODE, SDE, Map  # noqa: E402
 
 RTOL = 1e-8
@@ -230,8 +225,8 @@ def test_wrong_dimension_guesses_are_rejected():
     named = ODE(lambda t, y, a: -y, names=("x", "y"))
     with pytest.raises(ValueError, match="guesses have dimension 3"):
         equilibria(named, [1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match=r"guesses must have shape \(dim,\) or \(n, dim\)"):
-        equilibria(rot, np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="guesses must be finite"):
+        equilibria(rot, [[1.0, np.nan]])
 
 
 def test_non_finite_guesses_are_rejected(flow):

@@ -44,11 +44,21 @@ def test_ts_gets_t1_appended(rotation):
 
 def test_ensemble_shapes_and_starts(rotation):
     y0 = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
-    traj = rf.integrate(rotation, y0, 1.0)
+    traj = rf.integrate(rotation, y0, 1.0, batched=True)
     assert traj.y.shape == (3, rf._integrate.DEFAULT_ENSEMBLE_SAVES, 2)
     np.testing.assert_allclose(traj.y[:, 0], y0)
     broadcast = rf.integrate(rotation, [1.0, 0.0], 1.0, paths=4, ts=[1.0])
     assert broadcast.y.shape == (4, 1, 2)
+
+
+def test_a_matrix_start_is_a_matrix_state_not_an_ensemble():
+    decay = rf.ODE(lambda t, y, a: -y)
+    m = np.arange(25.0).reshape(5, 5)
+    traj = rf.integrate(decay, m, 1.0, ts=[0.0, 1.0])
+    assert not traj.is_ensemble and traj.y.shape == (2, 5, 5) and traj.flat.shape == (2, 25)
+    np.testing.assert_allclose(traj.y[-1], m * np.exp(-1.0), rtol=1e-7)
+    ens = rf.integrate(decay, m, 1.0, ts=[0.0, 1.0], batched=True)
+    assert ens.is_ensemble and ens.y.shape == (5, 2, 5)
 
 
 def test_sde_backends_share_the_euler_path(ou):
@@ -159,7 +169,7 @@ def test_divergence_is_reported_not_silent():
     traj = rf.iterate(gd, [1.0], 2000)
     assert traj.status.startswith("diverged at t=") and np.all(np.isfinite(traj.y))
     sde = rf.SDE(lambda t, y, a: y**3, lambda t, y, a: 0.1 + 0 * y)
-    ens = rf.integrate(sde, [[0.1], [3.0]], 1.0, dt=0.01)
+    ens = rf.integrate(sde, [[0.1], [3.0]], 1.0, dt=0.01, batched=True)
     assert ens.status.startswith("diverged") and np.isinf(ens.diverged_at[0]) and np.isfinite(ens.diverged_at[1])
 
 
@@ -202,7 +212,7 @@ def test_no_recompile_for_new_y0_args_seed(ou, caplog):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda s: rf.integrate(s, [[[1.0]]], 1.0), r"y0 must have shape \(dim,\) or \(paths, dim\)"),
+        (lambda s: rf.integrate(s, [[1.0, 0.0]], 1.0), r"returns shape \(2, 2\) for a state of shape \(1, 2\)"),
         (lambda s: rf.integrate(s, [1.0, 2.0, 3.0], 1.0), r"returns shape \(2,\) for a state of shape \(3,\)"),
         (lambda s: rf.integrate(s, [np.nan, 0.0], 1.0), "y0 must be finite"),
         (lambda s: rf.integrate(s, [1.0, 0.0], 1.0, paths=0), "paths must be at least 1"),
@@ -212,7 +222,7 @@ def test_no_recompile_for_new_y0_args_seed(ou, caplog):
         (lambda s: rf.integrate(s, [1.0, 0.0], 1.0, backend="nope"), "backend must be one of"),
         (lambda s: rf.integrate(s, [1.0, 0.0], 1.0, method="rk99"), "method 'rk99' is not available"),
         (lambda s: rf.integrate(s, [1.0, 0.0], 1.0, rtol=-1), "rtol must be positive"),
-        (lambda s: rf.integrate(s, [[1.0, 0.0]], 1.0, paths=3), "y0 has 1 starts but paths=3"),
+        (lambda s: rf.integrate(s, [[1.0, 0.0]], 1.0, paths=3, batched=True), r"y0 has 1 starts \(batched\) but paths=3"),
         (lambda s: rf.integrate(s.replace(args={"k": np.inf}), [1.0, 0.0], 1.0), "args must be finite"),
         (lambda s: rf.integrate(s, [1.0, 0.0], 1.0, ts=[0.5, 0.2]), "ts must be strictly increasing"),
     ],
@@ -241,7 +251,7 @@ def test_bad_sde_input(ou, kwargs, match):
 
 def test_wrong_diffusion_shape():
     sde = rf.SDE(lambda t, y, a: -y, lambda t, y, a: jnp.ones(3), noise="diagonal")
-    with pytest.raises(ValueError, match=r"diffusion returns shape \(3,\) but noise='diagonal' needs \(2,\)"):
+    with pytest.raises(ValueError, match=r"diffusion returns shape \(3,\) for a state of shape \(2,\).*noise='diagonal'"):
         rf.integrate(sde, [1.0, 0.0], 1.0, dt=0.1)
 
 
@@ -290,6 +300,8 @@ def test_progress_bar_runs_paths_in_chunks_with_the_same_result(ou, capsys):
     assert np.array_equal(plain.y, shown.y)
     assert "45/45" in capsys.readouterr().err
     gd = rf.gradient_descent(two_layer_loss, lr=0.1)
-    assert np.array_equal(rf.iterate(gd, [[2.0, 0.3]] * 7, 5, progress=True).y, rf.iterate(gd, [[2.0, 0.3]] * 7, 5).y)
+    starts = [[2.0, 0.3]] * 7
+    assert np.array_equal(rf.iterate(gd, starts, 5, progress=True, batched=True).y,
+                          rf.iterate(gd, starts, 5, batched=True).y)
     with pytest.raises(TypeError, match="progress must be True, False or None"):
         rf.integrate(ou, [1.0, 0.0], 0.5, dt=0.01, progress="yes")

@@ -59,7 +59,7 @@ def paths():
     starts = jnp.array([[2.0, 0.1], [0.4, 0.05], [0.3, 2.2], [-2.4, -0.3]])
     ts = np.linspace(0.0, 4.0, SAVES)
     return {
-        "ensemble": rf.integrate(FLOW, starts, 4.0, ts=ts, backend="scipy"),
+        "ensemble": rf.integrate(FLOW, starts, 4.0, ts=ts, backend="scipy", batched=True),
         "single": rf.integrate(FLOW, jnp.array([0.25, -2.3]), 4.0, ts=ts, backend="scipy"),
         "gd": rf.iterate(GD, [0.25, -2.3], GD_STEPS),
     }

@@ -59,7 +59,7 @@ def test_network_starts_cross_kinks_transversally(loss):
     O(1), and eq 18 holds with an independent integrator (scipy)."""
     method = rd.relu_net() if loss == "exponential" else rd.relu_net_square()
     data = method.flow.args
-    traj = rf.integrate(method.flow, method.y0, method.t1, ts=np.linspace(0, method.t1, 1001), backend="scipy",
+    traj = rf.integrate(method.flow, method.y0, method.t1, ts=np.linspace(0, method.t1, 1001), backend="scipy", batched=True,
                         rtol=1e-10, atol=1e-12)
     pattern = np.asarray(jax.vmap(jax.vmap(lambda w: rd.activation_pattern(w, data)))(jnp.asarray(traj.y)))
     changes = np.any(np.diff(pattern, axis=1), axis=2)  # (paths, saves - 1): the pattern changed there

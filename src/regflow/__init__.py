@@ -23,7 +23,16 @@ from ._methods import (  # noqa: E402
     sgd,
     sme,
 )
-from ._analysis import Equilibrium, equilibria, hessian, jacobian, lie_derivative  # noqa: E402
+from ._analysis import hessian, jacobian, lie_derivative  # noqa: E402
+from ._equilibria import Equilibrium, equilibria  # noqa: E402
+from ._spectra import (  # noqa: E402
+    hessian_eigs,
+    hessian_trace,
+    hvp,
+    jacobian_eigs,
+    sharpness,
+    sharpness_fn,
+)
 from ._compare import Agreement, agreement_order, map_error  # noqa: E402
 from ._sweep import sweep  # noqa: E402
 from ._catalogue import Entry, Method, catalogue, entry, get_entry  # noqa: E402
@@ -49,6 +58,7 @@ __all__ = [
     "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate",
     "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
     "jacobian", "hessian", "equilibria", "Equilibrium", "lie_derivative",
+    "hvp", "hessian_eigs", "sharpness", "sharpness_fn", "hessian_trace", "jacobian_eigs",
     "map_error", "agreement_order", "Agreement", "sweep",
     "Method", "Entry", "entry", "catalogue", "get_entry",
     "Claim", "Conserved", "Decays", "Monotone", "StaysIn", "Spectrum", "EquilibriumSet", "Agrees", "StepRatio", "GrowsLike", "Holds",

@@ -1,4 +1,4 @@
-r"""Local analysis of systems: Jacobians, Hessians, Lie derivatives and equilibria.
+r"""Local analysis of systems: Jacobians, Hessians and Lie derivatives (equilibria: `regflow._equilibria`).
 
 Everything here uses only the public interface of a system (``drift``, ``diffusion``,
 ``noise``, ``calculus``, ``step``, ``stochastic``, ``args``) and gets its derivatives from
@@ -8,28 +8,20 @@ JAX autodiff, so it works for any system declared with ``jax.numpy``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.optimize import least_squares
+from jax.flatten_util import ravel_pytree
 
+from . import _tree
+from ._compiled import merge, split
 from ._system import ODE, SDE, Map
 
-#: Default of ``equilibria(tol=...)``: a solution counts when :math:`|f(y^*)| <` this.
-RESIDUAL_TOL = 1e-9
-#: Default of ``equilibria(dedupe=...)``: points closer than this (relative to their size) merge.
-DEDUPE_RTOL = 1e-6
-#: Singular values of :math:`J` (flow) or :math:`J - I` (map) below this times the largest
-#: one span the kernel, i.e. count as zero modes.
-ZERO_MODE_RTOL = 1e-6
-#: A real part (flow) or :math:`|\mu| - 1` (map) within this times the largest singular
-#: value of :math:`J` (resp. :math:`J - I`) counts as marginal (neither sign).
-MARGINAL_RTOL = 1e-6
-#: Termination tolerances (``xtol``, ``ftol``, ``gtol``) of the least-squares root solver.
-SOLVER_TOL = 1e-14
-#: Most residual evaluations the root solver may spend on one guess.
-SOLVER_MAX_NFEV = 2000
+#: Largest dense matrix (entries) `jacobian` and `hessian` build: 2**28 float64 = 2 GiB.
+DENSE_LIMIT = 2**28
 
 
 def _field(system):
@@ -42,15 +34,51 @@ def _field(system):
                 "a stochastic Map has no deterministic Jacobian or fixed points; pass a "
                 "deterministic map (stochastic=False), e.g. the full-batch step"
             )
-        return lambda t, y, args: system.step(0, y, args)
+        return _MapField(system.step)
     raise TypeError(f"system must be an ODE, SDE or Map, got {type(system).__name__}")
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _MapField:
+    """``(t, y, args) -> step(0, y, args)``: a map's step as a field (a pytree, so it caches)."""
+
+    step: Any
+
+    def __call__(self, t, y, args):
+        return self.step(0, y, args)
+
+
 def _state(y, argname="y"):
-    y = jnp.asarray(y, dtype=jnp.float64)
-    if y.ndim != 1:
-        raise ValueError(f"{argname} must be one state of shape (dim,), got shape {y.shape}")
-    return y
+    """``(structure, flat)`` of one state (an array or a pytree of arrays)."""
+    return _tree.structure_of(y, argname)
+
+
+def _check_dense(dim, what):
+    if dim * dim > DENSE_LIMIT:
+        raise ValueError(f"{what} of a state of dimension {dim} is a dense {dim} x {dim} matrix "
+                         f"({dim * dim * 8 / 2**30:.1f} GiB); use the matrix-free tools instead: rf.hvp, "
+                         f"rf.hessian_eigs, rf.sharpness, rf.jacobian_eigs")
+
+
+@functools.lru_cache(maxsize=256)
+def _jacobian_program(static, structure):
+    """Jitted flat Jacobian of field 0 of ``static`` (see `regflow._compiled`)."""
+
+    def jac(t, y, params):
+        f = merge(params[0], static)[0]
+        flat = lambda x: _flat_out(structure, f(t, _as_state(structure, x), params[1]))  # noqa: E731
+        return jax.jacfwd(flat)(y)
+
+    return jax.jit(jac)
+
+
+def _as_state(structure, flat):
+    return flat if structure.trivial else structure.unravel(flat)
+
+
+def _flat_out(structure, tree):
+    return tree if structure.trivial else structure.ravel(tree)
 
 
 def jacobian(system, y, t=0.0, args=None):
@@ -58,12 +86,13 @@ def jacobian(system, y, t=0.0, args=None):
 
     :math:`f` is the vector field of an ODE, the drift :math:`b` of an SDE, or the step
     :math:`y \mapsto \text{step}(0, y)` of a deterministic Map (so for gradient descent
-    :math:`J = I - \eta \nabla^2 L`).
+    :math:`J = I - \eta \nabla^2 L`).  Compiled once per system and state structure.
 
     Parameters
     ----------
     system : ODE, SDE or Map
-    y : array_like, shape (dim,)
+    y : array_like (dim,) or a pytree state (then :math:`J` is in its flat view, the order
+        of `Trajectory.flat`)
     t : float
         Time at which the field is evaluated (ignored for a Map, which uses ``k = 0``).
     args : pytree, optional
@@ -71,7 +100,8 @@ def jacobian(system, y, t=0.0, args=None):
 
     Returns
     -------
-    numpy.ndarray, shape (dim, dim), float64
+    numpy.ndarray, shape (dim, dim), float64.  Above `DENSE_LIMIT` entries use the
+    matrix-free `regflow.jacobian_eigs`.
 
     Example
     -------
@@ -83,12 +113,25 @@ def jacobian(system, y, t=0.0, args=None):
     """
     f = _field(system)
     args = system.args if args is None else args
-    y = _state(y)
-    return np.asarray(jax.jacfwd(lambda x: f(t, x, args))(y), dtype=np.float64)
+    structure, flat = _state(y)
+    _check_dense(structure.size, "the Jacobian")
+    dynamic, static = split((f,))
+    return np.asarray(_jacobian_program(static, structure)(t, jnp.asarray(flat), (dynamic, args)), dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _hessian_program(static, structure):
+    def hess(w, params):
+        loss = merge(params[0], static)[0]
+        return jax.hessian(lambda x: loss(_as_state(structure, x), params[1]))(w)
+
+    return jax.jit(hess)
 
 
 def hessian(loss, w, args=None):
-    r"""Hessian :math:`H_{ij} = \partial^2 L / \partial w_i \partial w_j` of ``loss(w, args)``.
+    r"""Hessian :math:`H_{ij} = \partial^2 L / \partial w_i \partial w_j` of ``loss(w, args)``,
+    in the flat view of a pytree ``w``.  Compiled once per loss and structure; above
+    `DENSE_LIMIT` entries use the matrix-free `regflow.hvp`, `regflow.hessian_eigs`.
 
     Example
     -------
@@ -97,12 +140,19 @@ def hessian(loss, w, args=None):
     array([[0.5, 2. ],
            [2. , 8. ]])
     """
-    w = _state(w, "w")
-    return np.asarray(jax.hessian(loss)(w, args), dtype=np.float64)
+    if not callable(loss):
+        raise TypeError(f"loss must be a callable loss(w, args) -> scalar, got {type(loss).__name__}")
+    structure, flat = _state(w, "w")
+    _check_dense(structure.size, "the Hessian")
+    value = jax.eval_shape(loss, structure.abstract(), args)
+    if jnp.shape(value) != ():
+        raise ValueError(f"loss must return a scalar, got shape {jnp.shape(value)}; sum or average it, e.g. jnp.mean")
+    dynamic, static = split((loss,))
+    return np.asarray(_hessian_program(static, structure)(jnp.asarray(flat), (dynamic, args)), dtype=np.float64)
 
 
 def _diffusion_matrix(system, t, y, args):
-    """The diffusion as a ``(dim, m)`` matrix :math:`G` whatever ``system.noise`` is."""
+    """The diffusion as a ``(dim, m)`` matrix :math:`G` whatever ``system.noise`` is (vector states)."""
     g = system.diffusion(t, y, args)
     if system.noise == "scalar":
         return g[:, None]
@@ -113,7 +163,7 @@ def _diffusion_matrix(system, t, y, args):
 
 def _ito_drift(system, t, y, args):
     r"""Drift in Ito form: :math:`b + \tfrac12 \sum_j (\partial G_{\cdot j}/\partial y) G_{\cdot j}`
-    for a Stratonovich SDE, :math:`b` for an Ito one."""
+    for a Stratonovich SDE, :math:`b` for an Ito one (vector states)."""
     b = system.drift(t, y, args)
     if system.calculus == "ito":
         return b
@@ -136,11 +186,15 @@ def lie_derivative(system, q):
     :math:`G = \operatorname{diag}(g)`, ``"general"`` :math:`G = g` of shape ``(dim, m)``.
     A quantity is conserved when :math:`\mathcal{L} q \equiv 0`.
 
+    States may be pytrees and ``q`` may return an array or a pytree (e.g. the balancedness
+    matrix :math:`W_2^\top W_2 - W_1 W_1^\top`): :math:`\mathcal L q` then has ``q``'s shape,
+    entry by entry (a directional derivative, :math:`\tfrac{d}{d\epsilon} q(y + \epsilon f)`).
+
     Returns
     -------
     callable
-        ``Lq(y, args=None, t=0.0) -> scalar`` (``args=None`` uses ``system.args``); pure JAX,
-        so it can be jitted and vmapped.
+        ``Lq(y, args=None, t=0.0)`` (``args=None`` uses ``system.args``); pure JAX, so it can
+        be jitted and vmapped.
 
     Example
     -------
@@ -159,176 +213,40 @@ def lie_derivative(system, q):
 
     def Lq(y, args=None, t=0.0):
         args = system.args if args is None else args
-        grad = jax.grad(q)(y, args)
         if isinstance(system, ODE):
-            return grad @ system.drift(t, y, args)
-        G = _diffusion_matrix(system, t, y, args)
-        H = jax.hessian(q)(y, args)
-        return grad @ _ito_drift(system, t, y, args) + 0.5 * jnp.sum(G * (H @ G))
+            return jax.jvp(lambda x: q(x, args), (y,), (system.drift(t, y, args),))[1]
+        flat, unravel = ravel_pytree(y)
+        sde = _FlatSDE(system, unravel)
+        qf = lambda x: q(unravel(x), args)  # noqa: E731
+        G = _diffusion_matrix(sde, t, flat, args)
+        first = jax.jvp(qf, (flat,), (_ito_drift(sde, t, flat, args),))[1]
+        second = jax.vmap(lambda g: jax.jvp(lambda x: jax.jvp(qf, (x,), (g,))[1], (flat,), (g,))[1])(G.T)
+        return jax.tree_util.tree_map(lambda a, b: a + 0.5 * jnp.sum(b, axis=0), first, second)
 
     return Lq
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Equilibrium:
-    r"""An equilibrium :math:`f(y^*) = 0` of a flow, or fixed point :math:`\text{step}(y^*) = y^*` of a map.
+@dataclasses.dataclass(frozen=True)
+class _FlatSDE:
+    """An SDE's drift and diffusion on the flat view of its (pytree) state."""
 
-    Attributes
-    ----------
-    point : numpy.ndarray, shape (dim,)
-    eigenvalues : numpy.ndarray, complex, shape (dim,)
-        Of the Jacobian (flow) or the multipliers :math:`\mu` of the step (map), sorted by
-        real part, descending.
-    zero_modes : int
-        :math:`\dim\ker J` (flow) or :math:`\dim\ker(J - I)` (map): where the set of
-        equilibria through ``point`` is a manifold, its dimension.
-    stable : bool
-        All eigenvalues except the zero modes have :math:`\operatorname{Re}\lambda < 0`
-        (flow) or :math:`|\mu| < 1` (map); for a manifold of equilibria this is normal attraction.
-    kind : str
-        From the eigenvalues other than the zero modes: ``"sink"`` (all contracting),
-        ``"source"`` (all expanding), ``"saddle"`` (both), ``"center"`` (all marginal),
-        ``"non-hyperbolic"`` (marginal mixed with one sign); prefixed with ``"degenerate "``
-        when ``zero_modes > 0``; just ``"degenerate"`` when all modes are zero modes.
-    residual : float
-        :math:`|f(y^*)|` (flow) or :math:`|\text{step}(y^*) - y^*|` (map).
+    system: Any
+    unravel: Any
 
-    Example
-    -------
-    >>> import regflow as rf, jax.numpy as jnp
-    >>> flow = rf.ODE(lambda t, y, a: -y)
-    >>> rf.equilibria(flow, [0.3, -0.2])[0].kind
-    'sink'
-    """
+    @property
+    def noise(self):
+        return self.system.noise
 
-    point: np.ndarray
-    eigenvalues: np.ndarray
-    zero_modes: int
-    stable: bool
-    kind: str
-    residual: float
+    @property
+    def calculus(self):
+        return self.system.calculus
 
+    def drift(self, t, y, args):
+        return ravel_pytree(self.system.drift(t, self.unravel(y), args))[0]
 
-def _classify(system, point, jac_residual, residual):
-    """Build the `Equilibrium` at ``point`` from the Jacobian of the residual there."""
-    is_map = isinstance(system, Map)
-    sigma = np.linalg.svd(jac_residual, compute_uv=False)
-    scale = sigma[0] if sigma.size else 0.0
-    zero_modes = int(np.sum(sigma <= ZERO_MODE_RTOL * scale))
-    J = jac_residual + np.eye(len(point)) if is_map else jac_residual
-    eig = np.linalg.eigvals(J).astype(complex)
-    eig = eig[np.lexsort((-eig.imag, -eig.real))]
-    # drop the zero_modes eigenvalues closest to 0 (flow) or multipliers closest to 1 (map)
-    distance_to_kernel = np.abs(eig - 1.0) if is_map else np.abs(eig)
-    remaining = eig[np.argsort(distance_to_kernel, kind="stable")[zero_modes:]]
-    # offset < 0 contracts, > 0 expands: Re(lambda) for a flow, |mu| - 1 for a map
-    offsets = np.abs(remaining) - 1.0 if is_map else remaining.real
-    margin = MARGINAL_RTOL * scale
-    contracting, expanding = offsets < -margin, offsets > margin
-    if remaining.size == 0:
-        kind = "degenerate"
-    else:
-        if contracting.all():
-            kind = "sink"
-        elif expanding.all():
-            kind = "source"
-        elif contracting.any() and expanding.any():
-            kind = "saddle"
-        elif not (contracting.any() or expanding.any()):
-            kind = "center"
-        else:
-            kind = "non-hyperbolic"
-        kind = f"degenerate {kind}" if zero_modes else kind
-    stable = bool(remaining.size and contracting.all())
-    return Equilibrium(point, eig, zero_modes, stable, kind, float(residual))
-
-
-def _check_guesses(guesses, residual_fn, system):
-    guesses = np.asarray(guesses, dtype=np.float64)
-    if guesses.ndim == 1:
-        guesses = guesses[None, :]
-    if guesses.ndim != 2 or guesses.size == 0:
-        raise ValueError(f"guesses must have shape (dim,) or (n, dim), got shape {guesses.shape}")
-    if not np.all(np.isfinite(guesses)):
-        raise ValueError("guesses must be finite; remove the NaN/inf entries")
-    dim = guesses.shape[1]
-    if system.names is not None and len(system.names) != dim:
-        raise ValueError(
-            f"guesses have dimension {dim} but the system names {len(system.names)} "
-            f"coordinates {system.names}; pass guesses of shape (n, {len(system.names)})"
-        )
-    try:
-        shape = np.shape(residual_fn(guesses[0]))
-    except (TypeError, ValueError, IndexError) as err:
-        raise ValueError(f"could not evaluate the vector field at guesses of dimension {dim}: {err}") from err
-    if shape != (dim,):
-        raise ValueError(
-            f"guesses have dimension {dim} but the vector field returns shape {shape}; pass "
-            f"guesses of shape (n, dim) with dim the system's state dimension"
-        )
-    return guesses
-
-
-def equilibria(system, guesses, args=None, *, tol=RESIDUAL_TOL, dedupe=DEDUPE_RTOL):
-    r"""Equilibria :math:`f(0, y^*) = 0` of a flow (the drift of an SDE), or fixed points
-    :math:`\text{step}(0, y^*) = y^*` of a deterministic map, found from guesses.
-
-    Each guess starts a Levenberg-Marquardt solve (``scipy.optimize.least_squares`` with the
-    JAX Jacobian).  Equilibria of training dynamics usually form manifolds (the minima of
-    :math:`(w_1 w_2 - 1)^2` are the hyperbola :math:`w_1 w_2 = 1`), so different guesses land
-    on different points of one set; ``zero_modes`` tells the set's dimension.
-
-    Parameters
-    ----------
-    system : ODE, SDE or Map
-    guesses : array_like, shape (dim,) or (n, dim)
-    args : pytree, optional
-        Parameters; ``None`` uses ``system.args``.
-    tol : float
-        Keep a solution when its residual :math:`|f(y^*)|` is below ``tol``.
-    dedupe : float
-        Merge solutions :math:`p, q` with :math:`|p - q| \le` ``dedupe`` :math:`\max(1, |p|, |q|)`.
-
-    Returns
-    -------
-    list of Equilibrium
-        Sorted lexicographically by point.
-
-    Example
-    -------
-    >>> import regflow as rf, jax, jax.numpy as jnp
-    >>> loss = lambda w, a: (w[0] * w[1] - 1.0) ** 2
-    >>> flow = rf.ODE(lambda t, w, a: -jax.grad(loss)(w, a))
-    >>> [e.kind for e in rf.equilibria(flow, [[0.0, 0.0], [1.1, 0.8]])]
-    ['saddle', 'degenerate sink']
-    """
-    f = _field(system)
-    args = system.args if args is None else args
-    if isinstance(system, Map):
-        residual_fn = jax.jit(lambda y: f(0.0, y, args) - y)
-    else:
-        residual_fn = jax.jit(lambda y: f(0.0, y, args))
-    jac_fn = jax.jit(jax.jacfwd(residual_fn))
-    guesses = _check_guesses(guesses, residual_fn, system)
-
-    found = []
-    for guess in guesses:
-        if not np.all(np.isfinite(residual_fn(guess))):
-            continue
-        try:
-            sol = least_squares(
-                lambda y: np.asarray(residual_fn(y)), guess, jac=lambda y: np.asarray(jac_fn(y)),
-                method="lm", xtol=SOLVER_TOL, ftol=SOLVER_TOL, gtol=SOLVER_TOL, max_nfev=SOLVER_MAX_NFEV,
-            )
-        except (np.linalg.LinAlgError, ValueError):  # the solve wandered where the field is singular
-            continue
-        point = np.asarray(sol.x, dtype=np.float64)
-        residual = float(np.linalg.norm(residual_fn(point)))
-        if not (np.all(np.isfinite(point)) and residual < tol and np.all(np.isfinite(jac_fn(point)))):
-            continue
-        if any(np.linalg.norm(point - p) <= dedupe * max(1.0, np.linalg.norm(point), np.linalg.norm(p))
-               for p, _ in found):
-            continue
-        found.append((point, residual))
-    found.sort(key=lambda pr: tuple(pr[0]))
-    return [_classify(system, p, np.asarray(jac_fn(p)), r) for p, r in found]
+    def diffusion(self, t, y, args):
+        g = self.system.diffusion(t, self.unravel(y), args)
+        if self.system.noise != "general":
+            return ravel_pytree(g)[0]
+        leaves = jax.tree_util.tree_leaves(g)
+        return jnp.concatenate([jnp.reshape(leaf, (-1, leaf.shape[-1])) for leaf in leaves], axis=0)

@@ -15,8 +15,10 @@ import inspect
 import pkgutil
 from typing import Any, Callable, Sequence
 
+import jax
 import numpy as np
 
+from ._tree import _numbers
 from ._system import ODE, SDE, Map
 
 
@@ -25,7 +27,9 @@ class Method:
     """A learning method as a dynamical system: its ``flow`` (ODE or SDE), the discrete ``map``
     it comes from, and the ``claims`` its source makes.
 
-    ``y0`` (dim,) or (n, dim) are the starts used by claims and runs, ``t1`` the flow horizon,
+    ``y0`` are the starts used by claims and runs, with a leading start axis on every leaf
+    (``(n, dim)`` for vector states, a dict of ``(n, *shape)`` arrays for a dict of matrices; a
+    1-D vector is one start), ``t1`` the flow horizon,
     ``dt`` the SDE step, ``paths`` the noise paths, ``steps`` the map iterations, ``samples``
     (n, dim) the points where pointwise claims are evaluated (default: ``y0``), ``view`` the
     default phase-portrait window (``x``, ``y``, ``xlim``, ``ylim``, ``invariant``, ``minima``),
@@ -52,15 +56,23 @@ class Method:
             raise TypeError(f"map must be an rf.Map or None, got {type(self.map).__name__}")
         if self.y0 is None:
             raise ValueError("y0 is required: the start(s) that runs and claims use")
-        object.__setattr__(self, "y0", np.atleast_2d(np.asarray(self.y0, dtype=np.float64)))
+        object.__setattr__(self, "y0", batch_of(self.y0, "y0"))
         if self.samples is not None:
-            object.__setattr__(self, "samples", np.atleast_2d(np.asarray(self.samples, dtype=np.float64)))
+            object.__setattr__(self, "samples", batch_of(self.samples, "samples"))
         object.__setattr__(self, "claims", tuple(self.claims))
 
     @property
-    def points(self) -> np.ndarray:
-        """Points for pointwise claims."""
+    def points(self):
+        """Points for pointwise claims (batched like ``y0``)."""
         return self.y0 if self.samples is None else self.samples
+
+    @property
+    def n_starts(self) -> int:
+        return len(jax.tree_util.tree_leaves(self.y0)[0])
+
+    def start(self, i: int = 0):
+        """Start ``i`` (one state, in the state's structure)."""
+        return jax.tree_util.tree_map(lambda leaf: leaf[i], self.y0)
 
     def run_flow(self, *, y0=None, t1=None, saves: int = 201, seed=None, paths=None, **overrides):
         """The flow from ``y0`` (default: the method's starts) to ``t1``, saved at about ``saves``
@@ -68,18 +80,35 @@ class Method:
         ``overrides`` replace entries of ``options`` (e.g. ``backend="scipy"``)."""
         from ._integrate import integrate
 
-        starts = self.y0 if y0 is None else np.atleast_2d(np.asarray(y0, dtype=np.float64))
+        starts = self.y0 if y0 is None else batch_of(y0, "y0")
         t1 = self.t1 if t1 is None else t1
         options = {**self.options, **overrides}
         seed = self.seed if seed is None else seed
         dt = options.pop("dt", self.dt)
         if isinstance(self.flow, SDE) or dt is not None and options.get("method") in ("euler", "heun"):
             if isinstance(self.flow, SDE):
-                starts = np.repeat(starts, max(1, paths or self.paths or 1), axis=0)
+                starts = repeat_starts(starts, max(1, paths or self.paths or 1))
             n = round(t1 / dt)
             ts = dt * np.unique(np.linspace(0, n, min(n, saves - 1) + 1).round())
-            return integrate(self.flow, starts, t1, dt=dt, ts=ts, seed=seed, **options)
-        return integrate(self.flow, starts, t1, ts=np.linspace(0.0, t1, saves), **options)
+            return integrate(self.flow, starts, t1, dt=dt, ts=ts, seed=seed, batched=True, **options)
+        return integrate(self.flow, starts, t1, ts=np.linspace(0.0, t1, saves), batched=True, **options)
+
+
+def batch_of(starts, argname):
+    """States with a leading batch axis on every leaf (float64 numpy); a 1-D vector (or a list
+    of numbers) is a batch of one."""
+    if isinstance(starts, (np.ndarray, jax.Array, float, int)) or _numbers(starts):
+        return np.atleast_2d(np.asarray(starts, dtype=np.float64))
+    leaves = jax.tree_util.tree_leaves(starts)
+    if not leaves or any(np.ndim(leaf) == 0 for leaf in leaves) or len({len(leaf) for leaf in leaves}) != 1:
+        raise ValueError(f"{argname} must carry a leading start axis of one length on every leaf (a batch of "
+                         f"states), e.g. {{'W1': W1[None], 'W2': W2[None]}} for one start")
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf, dtype=np.float64), starts)
+
+
+def repeat_starts(starts, times):
+    """Each start repeated ``times`` times along the batch axis (start-major)."""
+    return jax.tree_util.tree_map(lambda leaf: np.repeat(leaf, times, axis=0), starts)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,9 @@ r"""A paper's claims as executable checks, and `check`, which runs them into a `
 Every claim carries ``source`` (the paper and equation) and may carry ``erratum`` (what the
 paper printed instead, when that is wrong).  A claim is measured two ways where that makes
 sense: pointwise (a Lie derivative or generator at sampled points) and along trajectories.
-Quantities are ``q(y, args) -> scalar``.
+Quantities are ``q(y, args)``; `Conserved`, `Decays` and `Monotone` also take array- or
+pytree-valued ones (each entry is checked; the row reports the worst).  States may be
+pytrees: the method's ``y0`` and ``samples`` carry a leading batch axis on every leaf.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._analysis import equilibria, hessian, jacobian, lie_derivative
-from ._catalogue import Entry, Method, catalogue, get_entry
+from jax.flatten_util import ravel_pytree
+
+from . import _spectra
+from ._analysis import hessian, jacobian, lie_derivative
+from ._catalogue import Entry, Method, batch_of, catalogue, get_entry, repeat_starts
 from ._compare import agreement_order
-from ._integrate import integrate, iterate
+from ._equilibria import equilibria
+from ._integrate import iterate
 from ._system import SDE
 
 #: Default tolerances (relative unless said otherwise).
@@ -103,10 +109,10 @@ def _flow_run(method: Method, y0=None, t1=None):
 def _map_run(method: Method, y0=None, steps=None):
     if method.map is None:
         raise ValueError("this claim is about the discrete map, but the method declares map=None")
-    starts = method.y0 if y0 is None else np.atleast_2d(y0)
+    starts = method.y0 if y0 is None else batch_of(y0, "y0")
     if method.map.stochastic:
-        starts = np.repeat(starts, max(1, method.paths or 1), axis=0)
-    return iterate(method.map, starts, steps or method.steps or 1000, seed=method.seed)
+        starts = repeat_starts(starts, max(1, method.paths or 1))
+    return iterate(method.map, starts, steps or method.steps or 1000, seed=method.seed, batched=True)
 
 
 def _require_ok(traj, what):
@@ -115,22 +121,43 @@ def _require_ok(traj, what):
     return traj
 
 
+def _entries(value):
+    """The entries of a scalar-, array- or pytree-valued quantity as one flat vector."""
+    return ravel_pytree(value)[0]
+
+
 def _grad_dot(system, q, args):
-    """Pointwise cosine between grad q and the drift (and each noise column for an SDE)."""
-    grad = jax.grad(q)
+    r"""Per point and per entry of ``q``: the cosine between :math:`\nabla q_i` and the drift
+    (and the worst over noise columns for an SDE), ``(points, 1 or 2, entries)``."""
 
     def cosines(y):
-        g = grad(y, args)
-        f = system.drift(0.0, y, args)
-        out = [jnp.abs(g @ f) / (jnp.linalg.norm(g) * jnp.linalg.norm(f) + TINY)]
+        flat, unravel = ravel_pytree(y)
+        qf = lambda x: _entries(q(unravel(x), args))  # noqa: E731
+        grads = jax.jacrev(qf)(flat)  # (entries, dim)
+        norms = jnp.linalg.norm(grads, axis=1)
+        f = ravel_pytree(system.drift(0.0, y, args))[0]
+        out = [jnp.abs(grads @ f) / (norms * jnp.linalg.norm(f) + TINY)]
         if isinstance(system, SDE):
-            from .backends._common import diffusion_matrix
+            from ._analysis import _FlatSDE, _diffusion_matrix
 
-            G = diffusion_matrix(system.noise, system.diffusion(0.0, y, args))
-            out.append(jnp.max(jnp.abs(g @ G) / (jnp.linalg.norm(g) * jnp.linalg.norm(G, axis=0) + TINY)))
+            G = _diffusion_matrix(_FlatSDE(system, unravel), 0.0, flat, args)
+            out.append(jnp.max(jnp.abs(grads @ G) / (norms[:, None] * jnp.linalg.norm(G, axis=0) + TINY), axis=1))
         return jnp.stack(out)
 
     return jax.vmap(cosines)
+
+
+def _pointwise(fn, points):
+    """``fn`` at every point of a batch (a pytree with a leading axis), as numpy ``(points, entries)``."""
+    values = jax.vmap(lambda y: _entries(fn(y)))(jax.tree_util.tree_map(jnp.asarray, points))
+    return np.asarray(values)
+
+
+def _flat_values(values, n_lead):
+    """Trajectory values ``(lead..., *q_shape)`` (or a pytree of them) as ``(lead..., entries)``."""
+    leaves = jax.tree_util.tree_leaves(values)
+    lead = np.shape(leaves[0])[:n_lead]
+    return np.concatenate([np.reshape(leaf, (*lead, -1)) for leaf in leaves], axis=-1)
 
 
 # ----------------------------------------------------------------------------- claims
@@ -167,17 +194,21 @@ class Conserved(Claim):
     def rows(self, entry, method):
         label = f"Conserved({_label(self.q, self.name)})"
         system, args = method.flow, method.flow.args
-        cos = np.asarray(_grad_dot(system, self.q, args)(jnp.asarray(method.points)))
-        rows = [self._row(entry, label, f"|cos(grad q, f)| at {len(cos)} points", cos[:, 0].max(),
+        points = jax.tree_util.tree_map(jnp.asarray, method.points)
+        cos = np.asarray(_grad_dot(system, self.q, args)(points))  # (points, 1 or 2, entries)
+        each = f" over {cos.shape[-1]} entries" if cos.shape[-1] > 1 else ""
+        rows = [self._row(entry, label, f"|cos(grad q, f)| at {len(cos)} points{each}", cos[:, 0].max(),
                           f"< {self.tol:g}", cos[:, 0].max() < self.tol)]
         if isinstance(system, SDE):
             rows.append(self._row(entry, label, "|cos(grad q, G)| at points (pathwise)", cos[:, 1].max(),
                                   f"< {self.tol:g}", cos[:, 1].max() < self.tol))
         traj = _require_ok(_flow_run(method), "the flow")
-        values = traj.evaluate(self.q)
-        drift = np.max(np.abs(values - values[..., :1]) / np.maximum(1.0, np.abs(values[..., :1])))
-        rows.append(self._row(entry, label, f"drift along {traj.paths} trajectories", drift,
-                              f"< {self.drift_tol:g}", drift < self.drift_tol, (traj.t, values, label)))
+        values = _flat_values(traj.evaluate(self.q), traj.flat.ndim - 1)  # (paths, n, entries)
+        change = np.abs(values - values[:, :1]) / np.maximum(1.0, np.abs(values[:, :1]))
+        drift = float(np.max(change))
+        worst = np.unravel_index(np.argmax(change), change.shape)[-1]
+        rows.append(self._row(entry, label, f"drift along {traj.paths} trajectories{each}", drift,
+                              f"< {self.drift_tol:g}", drift < self.drift_tol, (traj.t, values[..., worst], label)))
         return rows
 
 
@@ -195,20 +226,22 @@ class Decays(Claim):
         label = f"Decays({_label(self.q, self.name)}, rate={self.rate:g})"
         lq = lie_derivative(method.flow, self.q)
         args = method.flow.args
-        pts = jnp.asarray(method.points)
-        lhs = jax.vmap(lambda y: lq(y, args))(pts)
-        qv = jax.vmap(lambda y: self.q(y, args))(pts)
-        point_err = float(jnp.max(jnp.abs(lhs + self.rate * qv) / (jnp.abs(self.rate * qv) + TINY)))
+        lhs = _pointwise(lambda y: lq(y, args), method.points)
+        qv = _pointwise(lambda y: self.q(y, args), method.points)
+        point_err = float(np.max(np.abs(lhs + self.rate * qv) / (np.abs(self.rate * qv) + TINY)))
         traj = _require_ok(_flow_run(method), "the flow")
-        values = traj.evaluate(self.q)
-        mean = values.reshape(-1, len(traj.t)) if not isinstance(method.flow, SDE) else values.mean(axis=0)[None]
-        fits = [-np.polyfit(traj.t, np.log(np.abs(v)), 1)[0] for v in mean]
+        values = _flat_values(traj.evaluate(self.q), traj.flat.ndim - 1)  # (paths, n, entries)
+        if isinstance(method.flow, SDE):
+            values = values.mean(axis=0)[None]
+        curves = np.moveaxis(values, -1, 1).reshape(-1, len(traj.t))
+        curves = curves[np.abs(curves[:, 0]) > TINY]
+        fits = [-np.polyfit(traj.t, np.log(np.abs(v)), 1)[0] for v in curves]
         fit_err = max(abs(f - self.rate) for f in fits) / abs(self.rate)
         return [
             self._row(entry, label, "|Lq + rate q| / |rate q| at points", point_err, f"< {self.tol:g}",
                       point_err < self.tol),
             self._row(entry, label, "fitted rate, relative error", fit_err, f"< {self.tol:g}",
-                      fit_err < self.tol, (traj.t, values, label)),
+                      fit_err < self.tol, (traj.t, values[..., 0], label)),
         ]
 
 
@@ -230,17 +263,17 @@ class Monotone(Claim):
         if self.on == "flow":
             lq = lie_derivative(method.flow, self.q)
             args = method.flow.args
-            worst = float(jnp.max(sign * jax.vmap(lambda y: lq(y, args))(jnp.asarray(method.points))))
+            worst = float(np.max(sign * _pointwise(lambda y: lq(y, args), method.points)))
             rows.append(self._row(entry, label, "max sign-adjusted Lq at points", worst, f"<= {self.tol:g}",
                                   worst <= self.tol))
             traj = _require_ok(_flow_run(method), "the flow")
         else:
             traj = _require_ok(_map_run(method), "the map")
-        values = traj.evaluate(self.q)
-        steps = sign * np.diff(values, axis=-1) / np.maximum(1.0, np.abs(values[..., :-1]))
+        values = _flat_values(traj.evaluate(self.q), traj.flat.ndim - 1)  # (paths, n, entries)
+        steps = sign * np.diff(values, axis=1) / np.maximum(1.0, np.abs(values[:, :-1]))
         worst = float(steps.max())
         rows.append(self._row(entry, label, f"max relative wrong-way step along {traj.paths} runs", worst,
-                              f"<= {self.tol:g}", worst <= self.tol, (traj.t, values, label)))
+                              f"<= {self.tol:g}", worst <= self.tol, (traj.t, values[..., 0], label)))
         return rows
 
 
@@ -270,8 +303,11 @@ class StaysIn(Claim):
 
 @dataclasses.dataclass(frozen=True)
 class Spectrum(Claim):
-    """Eigenvalues at points ``at``: of the Hessian of ``loss`` (``of="hessian"``) or of the flow's
-    Jacobian (``of="jacobian"``), against ``expect(point) -> eigenvalues``.  With ``printed``
+    """Eigenvalues at points ``at`` (batched like a method's ``y0``): of the Hessian of ``loss``
+    (``of="hessian"``) or of the flow's Jacobian (``of="jacobian"``), against
+    ``expect(point) -> eigenvalues``.  With ``k``, only the ``k`` largest are compared,
+    computed matrix-free (Lanczos on Hessian- or Jacobian-vector products): the form for
+    networks, where the dense spectrum is out of reach.  With ``printed``
     (the paper's formula) and ``erratum``, a second row shows that the printed formula is refuted."""
 
     at: Any = None
@@ -280,22 +316,33 @@ class Spectrum(Claim):
     loss: Callable | None = None
     printed: Callable | None = None
     tol: float = SPECTRUM_TOL
+    k: int | None = None
 
     def _eigs(self, method, point):
+        """All eigenvalues (ascending), or with ``k`` the ``k`` largest, matrix-free (Lanczos)."""
+        if self.k is not None:
+            if self.of == "hessian":
+                return np.sort(_spectra.hessian_eigs(self.loss, point, k=self.k, which="top", args=method.flow.args))
+            return np.sort(_spectra.jacobian_eigs(method.flow.drift, point, k=self.k, which="LR",
+                                                  args=method.flow.args).real)
         if self.of == "hessian":
             return np.sort(np.linalg.eigvalsh(hessian(self.loss, point, method.flow.args)))
         return np.sort(np.linalg.eigvals(jacobian(method.flow, point)).real)
 
     def _deviation(self, method, formula):
         devs = []
-        for p in np.atleast_2d(self.at):
+        points = batch_of(self.at, "at")
+        for i in range(len(jax.tree_util.tree_leaves(points)[0])):
+            p = jax.tree_util.tree_map(lambda leaf: leaf[i], points)
             got, want = self._eigs(method, p), np.sort(np.asarray(formula(p), dtype=float))
+            if self.k is not None:
+                want = want[-self.k:]
             devs.append(np.max(np.abs(got - want)) / max(1.0, np.max(np.abs(want))))
         return max(devs)
 
     def rows(self, entry, method):
         label = f"Spectrum({self.name or self.of})"
-        n = len(np.atleast_2d(self.at))
+        n = len(jax.tree_util.tree_leaves(batch_of(self.at, "at"))[0])
         dev = self._deviation(method, self.expect)
         rows = [self._row(entry, label, f"max relative eigenvalue error at {n} points", dev, f"< {self.tol:g}",
                           dev < self.tol, note="")]
@@ -323,7 +370,7 @@ class EquilibriumSet(Claim):
         if not found:
             return [self._row(entry, label, "equilibria found", 0, ">= 1", False)]
         args = method.flow.args
-        worst = max(abs(float(self.on(jnp.asarray(e.point), args))) for e in found)
+        worst = max(float(np.max(np.abs(_entries(self.on(jax.tree_util.tree_map(jnp.asarray, e.point), args))))) for e in found)
         kinds = {e.kind for e in found}
         modes = {e.zero_modes for e in found}
         ok_kind = self.kind is None or kinds == {self.kind}
@@ -353,7 +400,7 @@ class Agrees(Claim):
     def rows(self, entry, method):
         flow = self.flow or method.flow
         label = f"Agrees(order={self.order:g}{', ' + self.name if self.name else ''})"
-        fit = agreement_order(self.map_at, flow, method.y0[0], self.t1, self.steps)
+        fit = agreement_order(self.map_at, flow, method.start(0), self.t1, self.steps)
         return [self._row(entry, label, f"fitted order over dt={list(self.steps)} (errors {fit.errors[0]:.2g}.."
                           f"{fit.errors[-1]:.2g})", fit.order, f"{self.order:g} +- {self.tol:g}",
                           abs(fit.order - self.order) < self.tol, (fit.steps, fit.errors, "error"))]

@@ -4,6 +4,7 @@ wrap the result in a `Trajectory`."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -11,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _tree
+from ._compiled import compile_system, split
 from ._progress import progress_enabled
 from ._system import ODE, SDE, Map, describe
 from ._trajectory import Trajectory
@@ -33,17 +36,23 @@ GRID_TOL = 1e-9
 class Solution(NamedTuple):
     """What a backend returns: saved times (n,), states (paths, n, dim), the time each path
     stopped early (``inf`` if it reached t1) and, optionally, whether that stop was a solver
-    failure rather than a divergence."""
+    failure rather than a divergence, and solver statistics (steps, accepted, rejected,
+    function evaluations: whatever the library reports, summed over paths)."""
 
     t: np.ndarray
     ys: np.ndarray
     stop_t: np.ndarray
     failed: np.ndarray | None = None
+    stats: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """A validated request, the one thing every backend receives."""
+    """A validated request, the one thing every backend receives.
+
+    ``system`` works on flat states ``(dim,)`` and its callables take ``args`` (the
+    compiled-program parameters of `regflow._compiled.compile_system`: ``(dynamic, user_args)``);
+    ``structure`` turns flat states back into the user's pytree."""
 
     system: Any
     y0: np.ndarray  # (paths, dim)
@@ -59,16 +68,21 @@ class Problem:
     args: Any
     save_idx: np.ndarray | None = None  # fixed-step schemes: saved step indices
     progress: bool | None = False
+    structure: Any = None
+    user_system: Any = None
+    user_args: Any = None
 
 
 def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, rtol=1e-8,
-              atol=1e-10, dt=None, paths=None, seed=0, progress=None) -> Trajectory:
+              atol=1e-10, dt=None, paths=None, batched=False, seed=0, progress=None) -> Trajectory:
     r"""Integrate an `ODE` or `SDE` from ``t0`` to ``t1``.
 
     Parameters
     ----------
     system : ODE or SDE.
-    y0 : (dim,) start of every path, or (paths, dim) one start per path.
+    y0 : the start: an array or any pytree of arrays (a matrix is a matrix state, a dict of
+        weight matrices a network's parameters).  With ``batched=True`` every leaf carries a
+        leading path axis: one start per path.
     t1, t0 : end and start times.
     ts : increasing times to save at (``t1`` is appended if missing).  Without it: the
         solver's steps (single ODE path), ``DEFAULT_ENSEMBLE_SAVES`` times (ODE ensemble),
@@ -81,15 +95,19 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         (Stratonovich default), ``"sri2"``, ``"srs2"`` (sdeint).
     rtol, atol : tolerances of adaptive ODE solvers.
     dt : step of fixed-step schemes (required for SDEs).
-    paths : number of paths of an ensemble (``None``: one path, ``y`` is ``(n, dim)``).
+    paths : number of paths of an ensemble (``None``: one path, ``y`` is ``(n, dim)``); one
+        start ``y0`` is shared by all paths unless ``batched``.
+    batched : ``y0`` holds one start per path along the leading axis of every leaf (an
+        ensemble of ``len`` starts).  An ensemble is never guessed from ``y0``'s shape.
     seed : int or JAX key; the same seed gives the same Brownian increments to every backend.
     progress : a progress bar over the paths of an SDE ensemble on the ``"jax"`` backend:
         ``None`` shows it when stderr is a terminal (``REGFLOW_PROGRESS=0`` turns it off).
 
     Returns
     -------
-    Trajectory with ``y[..., -1, :]`` the state at ``t1`` (unless the run diverged, which
-    ``status`` then says with the time).
+    Trajectory with ``y`` shaped like the state with leading ``(paths,) time`` axes (its
+    flat view ``flat[..., -1, :]`` the state at ``t1``), unless the run diverged, which
+    ``status`` then says with the time.
 
     Example
     -------
@@ -105,9 +123,9 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         raise TypeError(f"system must be an rf.ODE or rf.SDE, got {type(system).__name__}")
     backend = _check_backend(system, backend)
     t0, t1 = _check_times(t0, t1)
-    y0, ensemble = _check_y0(y0, paths)
+    structure, y0, ensemble = _check_y0(y0, paths, batched)
     args = _check_args(system.args)
-    _check_output_shape(system, y0[0], t0, args)
+    _check_output_shape(system, structure, t0, args)
     _check_tol(rtol, "rtol")
     _check_tol(atol, "atol")
     ts = _check_ts(ts, t0, t1)
@@ -127,17 +145,19 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         if ts is None and ensemble:
             ts = np.linspace(t0, t1, DEFAULT_ENSEMBLE_SAVES)
     progress_enabled(progress)  # validates
-    problem = Problem(system, y0, ensemble, t0, t1, ts, method, float(rtol), float(atol), dt, seed,
-                      args, save_idx, progress)
+    flat, params = compile_system(flatten_system(system, structure), args)
+    problem = Problem(flat, y0, ensemble, t0, t1, ts, method, float(rtol), float(atol), dt, seed,
+                      params, save_idx, progress, structure, system, args)
     solution = Solution(*_backend_module(backend, system).solve(problem))
     return _trajectory(problem, backend, solution)
 
 
-def iterate(map_, y0, steps, *, paths=None, seed=0, every=1, progress=None) -> Trajectory:
+def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, progress=None) -> Trajectory:
     r"""Iterate a `Map` ``steps`` times; step ``k`` is saved at flow time ``k * map_.dt``.
 
-    ``every`` saves every ``every``-th step (the last step is always saved); ``progress`` as
-    for `integrate`.  A stochastic
+    ``y0``, ``paths`` and ``batched`` as for `integrate` (a pytree state, one start per path
+    with ``batched=True``).  ``every`` saves every ``every``-th step (the last step is always
+    saved); ``progress`` as for `integrate`.  A stochastic
     map receives the key ``fold_in(path_key, k)`` at step ``k`` (see `regflow._noise`).
 
     Example
@@ -151,13 +171,14 @@ def iterate(map_, y0, steps, *, paths=None, seed=0, every=1, progress=None) -> T
         raise TypeError(f"iterate takes an rf.Map, got {type(map_).__name__}; integrate flows with rf.integrate")
     steps = _check_positive_int(steps, "steps")
     every = _check_positive_int(every, "every")
-    y0, ensemble = _check_y0(y0, paths)
+    structure, y0, ensemble = _check_y0(y0, paths, batched)
     args = _check_args(map_.args)
-    _check_output_shape(map_, y0[0], 0.0, args)
+    _check_output_shape(map_, structure, 0.0, args)
     save_idx = np.unique(np.append(np.arange(0, steps + 1, every), steps))
     progress_enabled(progress)  # validates
-    problem = Problem(map_, y0, ensemble, 0.0, steps * map_.dt, map_.dt * save_idx, "iterate", 0.0, 0.0,
-                      map_.dt, seed, args, save_idx, progress)
+    flat, params = compile_system(flatten_system(map_, structure), args)
+    problem = Problem(flat, y0, ensemble, 0.0, steps * map_.dt, map_.dt * save_idx, "iterate", 0.0, 0.0,
+                      map_.dt, seed, params, save_idx, progress, structure, map_, args)
     from .backends import scan_
 
     return _trajectory(problem, "jax", Solution(*scan_.iterate_map(problem)))
@@ -166,18 +187,32 @@ def iterate(map_, y0, steps, *, paths=None, seed=0, every=1, progress=None) -> T
 # ----------------------------------------------------------------------------- results
 
 
+def flatten_system(system, structure):
+    """The system on flat states: the user's callables wrapped (`regflow._tree`), unless the
+    state is already a vector."""
+    if structure.trivial:
+        return system
+    field = functools.partial(_tree.FlatField, structure=structure)
+    if isinstance(system, ODE):
+        return system.replace(vector_field=field(system.vector_field))
+    if isinstance(system, Map):
+        return system.replace(step=field(system.step))
+    diffusion = (_tree.FlatDiffusion if system.noise == "general" else _tree.FlatField)(system.diffusion, structure)
+    return system.replace(drift=field(system.drift), diffusion=diffusion)
+
+
 def _trajectory(problem, backend, solution: Solution) -> Trajectory:
-    system = problem.system
+    system = problem.user_system
     t, ys, div_t = np.asarray(solution.t), np.asarray(solution.ys), np.asarray(solution.stop_t)
     failed = np.zeros(len(div_t), bool) if solution.failed is None else np.asarray(solution.failed)
     dim = ys.shape[-1]
-    names = system.names or tuple(f"y{i}" for i in range(dim))
-    if len(names) != dim:
+    names = system.names or (tuple(f"y{i}" for i in range(dim)) if problem.structure.trivial else None)
+    if names is not None and len(names) != dim:
         raise ValueError(f"system names {names} has {len(names)} entries but the state has dimension {dim}")
     meta = {
         "system": describe(system),
         "args": system.args,
-        "args_value": problem.args,
+        "args_value": problem.user_args,
         "seed": problem.seed if isinstance(problem.seed, int) else np.asarray(problem.seed).tolist(),
         "backend": backend,
         "method": problem.method,
@@ -188,6 +223,8 @@ def _trajectory(problem, backend, solution: Solution) -> Trajectory:
         "atol": problem.atol,
         "versions": versions(),
     }
+    if solution.stats:
+        meta["stats"] = solution.stats
     diverged = np.isfinite(div_t)
     if problem.ensemble:
         status = "ok"
@@ -197,14 +234,15 @@ def _trajectory(problem, backend, solution: Solution) -> Trajectory:
                       f"see diverged_at)")
             if failed.any():
                 status += FAILURE_HINT
-        return Trajectory(t=t, y=ys, names=names, status=status, diverged_at=div_t, meta=meta)
+        return Trajectory.from_flat(t, ys, problem.structure, names=names, status=status, diverged_at=div_t,
+                                    meta=meta, ensemble=True)
     y = ys[0]
     status = "ok"
     if diverged[0]:
         keep = np.all(np.isfinite(y), axis=-1) & (t < div_t[0])
         t, y = t[keep], y[keep]
         status = f"diverged at t={div_t[0]:.6g}" if not failed[0] else f"failed at t={div_t[0]:.6g}" + FAILURE_HINT
-    return Trajectory(t=t, y=y, names=names, status=status, meta=meta)
+    return Trajectory.from_flat(t, y, problem.structure, names=names, status=status, meta=meta, ensemble=False)
 
 
 def _backend_module(backend, system):
@@ -293,23 +331,22 @@ def _check_positive_int(n, name):
     return int(n)
 
 
-def _check_y0(y0, paths):
-    try:
-        y0 = np.asarray(y0, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"y0 must be an array of numbers, got {type(y0).__name__}") from None
-    if y0.ndim not in (1, 2) or y0.shape[-1] == 0:
-        raise ValueError(f"y0 must have shape (dim,) or (paths, dim), got shape {y0.shape}")
-    if not np.all(np.isfinite(y0)):
-        raise ValueError("y0 must be finite; it contains NaN or inf")
+def _check_y0(y0, paths, batched):
+    """``(structure, starts (paths, dim), ensemble)``: an ensemble only when said (``paths`` or
+    ``batched``), never guessed from the shape of ``y0``."""
+    if not isinstance(batched, bool):
+        raise TypeError(f"batched must be True or False, got {batched!r}")
     if paths is not None:
         paths = _check_positive_int(paths, "paths")
-        if y0.ndim == 2 and y0.shape[0] != paths:
-            raise ValueError(f"y0 has {y0.shape[0]} starts but paths={paths}; pass y0 of shape ({paths}, dim) or of shape (dim,)")
-        return np.broadcast_to(y0, (paths, y0.shape[-1])).copy(), True
-    if y0.ndim == 2:
-        return y0, True
-    return y0[None, :], False
+    structure, flat = _tree.structure_of(y0, "y0", batched=batched)
+    if batched:
+        if paths is not None and flat.shape[0] != paths:
+            raise ValueError(f"y0 has {flat.shape[0]} starts (batched) but paths={paths}; pass paths={flat.shape[0]} "
+                             f"or leave paths out")
+        return structure, flat, True
+    if paths is not None:
+        return structure, np.broadcast_to(flat, (paths, flat.shape[-1])).copy(), True
+    return structure, flat[None, :], False
 
 
 def _check_args(args):
@@ -320,24 +357,52 @@ def _check_args(args):
     return args
 
 
-def _check_output_shape(system, y, t, args):
-    y = jnp.asarray(y)
-    dim = y.shape[0]
+#: Output checks already passed: (callables' static part, state structure, args signature).
+_CHECKED: set = set()
+
+
+def _signature(args):
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return treedef, tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf).__name__))) for leaf in leaves)
+
+
+def _check_output_shape(system, structure, t, args):
+    """The callables return the state's structure and shapes (traced once per structure)."""
+    fns = (system.step,) if isinstance(system, Map) else (system.drift,) + (
+        (system.diffusion,) if isinstance(system, SDE) else ())
+    key = (type(system), getattr(system, "noise", None), getattr(system, "stochastic", None), split(fns)[1],
+           structure, _signature(args))
+    try:
+        if key in _CHECKED:
+            return
+    except TypeError:  # an unhashable static part: check every time
+        key = None
+    y = structure.abstract()
     if isinstance(system, Map):
-        calls = {"step": (lambda y: system.step(0, y, args, jax.random.PRNGKey(0))) if system.stochastic
-                 else (lambda y: system.step(0, y, args))}
+        name = "step"
+        call = (lambda y: system.step(0, y, args, jax.random.PRNGKey(0))) if system.stochastic else (
+            lambda y: system.step(0, y, args))
     else:
-        calls = {"vector_field" if isinstance(system, ODE) else "drift": lambda y: system.drift(t, y, args)}
-    for name, call in calls.items():
-        shape = jax.eval_shape(call, y).shape
-        if shape != (dim,):
-            raise ValueError(f"the {name} returns shape {shape} for a state of shape ({dim},); it must return ({dim},)")
+        name = "vector_field" if isinstance(system, ODE) else "drift"
+        call = lambda y: system.drift(t, y, args)  # noqa: E731
+    _tree.check_like(structure, jax.eval_shape(call, y), name)
     if isinstance(system, SDE):
-        shape = jax.eval_shape(lambda y: system.diffusion(t, y, args), y).shape
-        ok = shape == (dim,) if system.noise in ("scalar", "diagonal") else (len(shape) == 2 and shape[0] == dim)
-        if not ok:
-            want = f"({dim},)" if system.noise != "general" else f"({dim}, m)"
-            raise ValueError(f"the diffusion returns shape {shape} but noise={system.noise!r} needs {want}")
+        g = jax.eval_shape(lambda y: system.diffusion(t, y, args), y)
+        if system.noise == "general":
+            leaves = jax.tree_util.tree_leaves(g)
+            width = {tuple(leaf.shape[-1:]) for leaf in leaves}
+            if len(width) != 1 or jax.tree_util.tree_structure(g) != structure.treedef or any(
+                    tuple(leaf.shape[:-1]) != s for leaf, s in zip(leaves, structure.shapes)):
+                raise ValueError(f"the diffusion returns shapes {[tuple(leaf.shape) for leaf in leaves]} but "
+                                 f"noise='general' needs each leaf's shape + (m,), e.g. ({structure.size}, m) for a "
+                                 f"vector state of dimension {structure.size}")
+        else:
+            try:
+                _tree.check_like(structure, g, "diffusion")
+            except ValueError as err:
+                raise ValueError(f"{err} (noise={system.noise!r}: the diffusion has the state's shape)") from None
+    if key is not None:
+        _CHECKED.add(key)
 
 
 def _check_ts(ts, t0, t1):

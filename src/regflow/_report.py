@@ -25,7 +25,7 @@ def entry_portrait(name, method, *, x=None, y=None):
     """A figure: the phase portrait of ``method`` in its ``view`` window with flow and map runs,
     equilibria, the invariant's level sets and the minima set."""
     from . import plot
-    from ._analysis import equilibria
+    from ._equilibria import equilibria
 
     view = dict(method.view or {})
     names = method.flow.names or tuple(f"y{i}" for i in range(method.y0.shape[1]))
@@ -35,7 +35,7 @@ def entry_portrait(name, method, *, x=None, y=None):
     at = method.y0[0] if method.y0.shape[1] > 2 else None
     runs = {"flow": method.run_flow(saves=PORTRAIT_SAVES)}
     if method.map is not None:
-        runs["map"] = iterate(method.map, method.y0, method.steps or 1000, seed=method.seed,
+        runs["map"] = iterate(method.map, method.y0, method.steps or 1000, seed=method.seed, batched=True,
                               every=max(1, (method.steps or 1000) // PORTRAIT_SAVES))
     guesses = None
     if method.y0.shape[1] == 2:

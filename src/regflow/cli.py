@@ -11,10 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+import jax
 import numpy as np
+
+from ._catalogue import repeat_starts
 
 #: Saved times of ``regflow run``.
 RUN_SAVES = 201
+#: `regflow run` prints at most this many coordinates of the final state.
+PRINTED_COORDINATES = 20
 
 
 def _parse_sets(entry, pairs):
@@ -58,12 +63,16 @@ def cmd_run(args):
 
     entry = _entry(args.name)
     method = entry.build(**_parse_sets(entry, args.set))
-    starts = None if args.paths is None else np.broadcast_to(method.y0[0], (args.paths, method.y0.shape[1]))
+    first = jax.tree_util.tree_map(lambda leaf: leaf[None], method.start(0))
+    starts = None if args.paths is None else repeat_starts(first, args.paths)
     traj = method.run_flow(y0=starts, t1=args.t1, saves=RUN_SAVES, seed=args.seed, paths=1 if args.paths else None,
                           **({} if args.backend == "auto" else {"backend": args.backend}))
     print(f"{entry.name}: {traj}")
-    for name, value in zip(traj.names, np.asarray(traj.y)[..., -1, :].T):
+    names = traj.coordinate_names
+    for name, value in list(zip(names, traj.flat[..., -1, :].T))[:PRINTED_COORDINATES]:
         print(f"  {name}(t1): {np.array2string(np.atleast_1d(value), precision=6)}")
+    if len(names) > PRINTED_COORDINATES:
+        print(f"  ... ({len(names) - PRINTED_COORDINATES} more coordinates; save with --out to see them all)")
     if args.out:
         print(f"saved {traj.save(args.out, overwrite=args.overwrite)}")
     return 0 if traj.ok else 1

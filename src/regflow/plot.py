@@ -492,7 +492,7 @@ def portrait(system, *, x=0, y=1, xlim, ylim, at=None, args=None, equilibria=Non
             _draw_trajectories(group, x=ix, y=iy, label=label, ax=ax)
     if equilibria is not None and len(equilibria):
         if not all(hasattr(e, "kind") and hasattr(e, "point") for e in equilibria):
-            from ._analysis import equilibria as find_equilibria
+            from ._equilibria import equilibria as find_equilibria
 
             equilibria = find_equilibria(system, equilibria, args)
         _mark_equilibria(_in_slice(equilibria, at, ix, iy), x=ix, y=iy, names=system.names, ax=ax)

@@ -24,6 +24,12 @@ FIXED_STEP = ("euler", "heun")
 SDE_SOLVERS = {"euler": dfx.Euler, "milstein": dfx.ItoMilstein, "heun": dfx.Heun}
 #: Step budget of one solve.
 MAX_STEPS = 2**16
+#: Without ``ts`` a single path saves the steps it takes into buffers of this many numbers
+#: (steps x dim), solving on from the last step when one fills: memory grows with the steps
+#: actually taken, never ``MAX_STEPS x dim``.
+STEP_BUFFER_ELEMENTS = 2**22
+#: Bounds on the steps per buffer.
+STEP_BUFFER_STEPS = (16, 4096)
 
 
 class SharedBrownianPath(dfx.AbstractBrownianPath):
@@ -56,22 +62,45 @@ def _diverged(t, y, args, **kwargs):
 _EVENT = dfx.Event(_diverged)
 
 
+def _controller(fixed, rtol, atol):
+    return dfx.ConstantStepSize() if fixed else dfx.PIDController(rtol=rtol, atol=atol)
+
+
+def _stats(sol):
+    return jnp.stack([sol.stats["num_steps"], sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"]])
+
+
 @functools.lru_cache(maxsize=256)
-def _ode_program(vector_field, method, save_steps, fixed, max_steps):
+def _ode_program(vector_field, method, fixed, max_steps):
+    """All paths (vmapped), saving at ``ts`` and ``t1``."""
     term = dfx.ODETerm(vector_field)
     solver = ODE_SOLVERS[method]()
 
     def solve(y0, args, t0, t1, ts, rtol, atol, dt):
-        if fixed:
-            controller, dt0 = dfx.ConstantStepSize(), dt
-        else:
-            controller, dt0 = dfx.PIDController(rtol=rtol, atol=atol), None
-        saveat = dfx.SaveAt(steps=True) if save_steps else dfx.SaveAt(ts=ts, t1=True)
-        sol = dfx.diffeqsolve(term, solver, t0, t1, dt0, y0, args, saveat=saveat,
-                              stepsize_controller=controller, max_steps=max_steps, event=_EVENT, throw=False)
-        return sol.ts, sol.ys, _outcome(sol)
+        sol = dfx.diffeqsolve(term, solver, t0, t1, dt if fixed else None, y0, args,
+                              saveat=dfx.SaveAt(ts=ts, t1=True), stepsize_controller=_controller(fixed, rtol, atol),
+                              max_steps=max_steps, event=_EVENT, throw=False)
+        return sol.ts, sol.ys, _outcome(sol), _stats(sol)
 
     return jax.jit(jax.vmap(solve, in_axes=(0, None, None, None, None, None, None, None)))
+
+
+@functools.lru_cache(maxsize=256)
+def _steps_program(vector_field, method, fixed, buffer_steps, first):
+    """One path, saving the steps it takes into a buffer of ``buffer_steps``; ``first=False``
+    goes on from a previous buffer with its last step size."""
+    term = dfx.ODETerm(vector_field)
+    solver = ODE_SOLVERS[method]()
+
+    def solve(y0, args, t0, t1, rtol, atol, dt):
+        dt0 = dt if (fixed or not first) else None
+        sol = dfx.diffeqsolve(term, solver, t0, t1, dt0, y0, args, saveat=dfx.SaveAt(steps=True),
+                              stepsize_controller=_controller(fixed, rtol, atol), max_steps=buffer_steps,
+                              event=_EVENT, throw=False)
+        more = sol.result == dfx.RESULTS.max_steps_reached
+        return sol.ts, sol.ys, jnp.where(more, -1, _outcome(sol)), _stats(sol)
+
+    return jax.jit(solve)
 
 
 def _outcome(sol):
@@ -91,13 +120,14 @@ def _sde_program(drift, diffusion, noise, method, m):
         sol = dfx.diffeqsolve(terms, solver, grid[0], grid[-1], None, y0, args,
                               saveat=dfx.SaveAt(ts=saves, t1=True), stepsize_controller=dfx.StepTo(ts=grid),
                               max_steps=grid.shape[0], event=_EVENT, throw=False)
-        return sol.ts, sol.ys, _outcome(sol)
+        return sol.ts, sol.ys, _outcome(sol), _stats(sol)
 
     return jax.jit(jax.vmap(solve, in_axes=(0, 0, None, None, None)))
 
 
 def solve(problem):
-    """Returns saved times, states ``(paths, n, dim)``, each path's stop time and failure flag."""
+    """Returns saved times, states ``(paths, n, dim)``, each path's stop time and failure flag,
+    and the solver statistics."""
     from .._system import SDE
 
     y0 = jnp.asarray(problem.y0)
@@ -108,23 +138,52 @@ def solve(problem):
         grid = jnp.asarray(problem.t0 + problem.dt * np.arange(n + 1))
         program = _sde_program(system.drift, system.diffusion, system.noise, problem.method, m)
         keys = _noise.path_keys(problem.seed, y0.shape[0])
-        ts, ys, outcome = program(y0, keys, problem.args, grid, jnp.asarray(problem.ts))
-        return _split(np.asarray(ts), np.asarray(ys), np.asarray(outcome), problem.ts, problem.t0)
-    save_steps = problem.ts is None
+        ts, ys, outcome, stats = program(y0, keys, problem.args, grid, jnp.asarray(problem.ts))
+        return (*_split(np.asarray(ts), np.asarray(ys), np.asarray(outcome), problem.ts, problem.t0),
+                _stats_dict(np.asarray(stats)))
     fixed = problem.method in FIXED_STEP
     max_steps = MAX_STEPS if not fixed else max(MAX_STEPS, math.ceil((problem.t1 - problem.t0) / problem.dt) + 1)
-    program = _ode_program(problem.system.vector_field, problem.method, save_steps, fixed, max_steps)
-    ts_in = jnp.zeros(1) if save_steps else jnp.asarray(problem.ts)
     dt = 0.0 if problem.dt is None else problem.dt
-    ts, ys, outcome = program(y0, problem.args, problem.t0, problem.t1, ts_in, problem.rtol, problem.atol, dt)
-    ts, ys, outcome = np.asarray(ts), np.asarray(ys), np.asarray(outcome)
-    if save_steps:  # one path: drop the unused (inf) slots of the step buffer
-        keep = np.isfinite(ts[0]) & np.all(np.isfinite(ys[0]), axis=-1)
-        t, y = ts[0][keep], ys[:, keep]
-        stop = np.where(outcome == 0, np.inf, t[-1] if len(t) else problem.t0)
-        return (np.concatenate([[problem.t0], t]), np.concatenate([y0[:, None, :], y], axis=1), stop,
-                outcome == 2)
-    return _split(ts, ys, outcome, problem.ts, problem.t0)
+    if problem.ts is None:
+        return _solve_steps(problem, fixed, max_steps, dt)
+    program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps)
+    ts, ys, outcome, stats = program(y0, problem.args, problem.t0, problem.t1, jnp.asarray(problem.ts), problem.rtol,
+                                     problem.atol, dt)
+    return (*_split(np.asarray(ts), np.asarray(ys), np.asarray(outcome), problem.ts, problem.t0),
+            _stats_dict(np.asarray(stats)))
+
+
+def _stats_dict(stats):
+    """Solver statistics summed over paths: steps, accepted, rejected."""
+    total = stats.reshape(-1, 3).sum(axis=0)
+    return {"num_steps": int(total[0]), "num_accepted_steps": int(total[1]), "num_rejected_steps": int(total[2])}
+
+
+def _solve_steps(problem, fixed, max_steps, dt):
+    """One path without ``ts``: the steps it takes, buffer after buffer (`STEP_BUFFER_ELEMENTS`)."""
+    dim = problem.y0.shape[1]
+    lo, hi = STEP_BUFFER_STEPS
+    buffer_steps = int(np.clip(STEP_BUFFER_ELEMENTS // dim, lo, hi))
+    t_parts, y_parts, stats = [np.array([problem.t0])], [problem.y0[:1]], np.zeros(3)
+    t, y, step, first = problem.t0, jnp.asarray(problem.y0[0]), dt, True
+    while True:
+        program = _steps_program(problem.system.vector_field, problem.method, fixed, buffer_steps, first)
+        ts, ys, outcome, st = program(y, problem.args, t, problem.t1, problem.rtol, problem.atol, step)
+        ts, ys, outcome = np.asarray(ts), np.asarray(ys), int(outcome)
+        stats += np.asarray(st)
+        keep = np.isfinite(ts) & np.all(np.isfinite(ys), axis=-1)
+        t_parts.append(ts[keep])
+        y_parts.append(ys[keep])
+        taken = int(stats[0])
+        if outcome != -1 or not keep.any() or taken >= max_steps:
+            break
+        if keep.sum() >= 2:
+            step = float(ts[keep][-1] - ts[keep][-2])
+        t, y, first = float(ts[keep][-1]), jnp.asarray(ys[keep][-1]), False
+    t_all, y_all = np.concatenate(t_parts), np.concatenate(y_parts)
+    outcome = 2 if outcome == -1 else outcome
+    stop = np.array([np.inf if outcome == 0 else t_all[-1]])
+    return t_all, y_all[None], stop, np.array([outcome == 2]), _stats_dict(stats)
 
 
 def _split(ts, ys, outcome, saves, t0):

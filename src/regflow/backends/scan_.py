@@ -216,4 +216,5 @@ def _simulate(step, source, problem):
     ys = np.concatenate([p[0] for p in pieces])
     div = np.concatenate([p[1] for p in pieces])
     div_t = np.where(div < 0, np.inf, problem.t0 + div * problem.dt)
-    return problem.t0 + problem.dt * problem.save_idx, ys, div_t
+    steps = int(np.where(div < 0, problem.save_idx[-1], div).sum())
+    return problem.t0 + problem.dt * problem.save_idx, ys, div_t, None, {"num_steps": steps}

@@ -31,7 +31,8 @@ _blow_up.terminal = True
 
 
 def solve(problem):
-    """Returns saved times, states ``(paths, n, dim)`` and each path's divergence time."""
+    """Returns saved times, states ``(paths, n, dim)``, each path's divergence time and the
+    function/Jacobian evaluation counts."""
     f, jac = _compiled(problem.system.vector_field)
     args = problem.args
     method = METHODS[problem.method]
@@ -39,11 +40,15 @@ def solve(problem):
     if problem.dt is not None:
         options["first_step"] = problem.dt
     t_out, ys, div_t = None, [], []
+    stats = {"num_steps": 0, "nfev": 0, "njev": 0}
     for y0 in problem.y0:
         with np.errstate(all="ignore"):
             sol = solve_ivp(lambda t, y: np.asarray(f(t, jnp.asarray(y), args)), (problem.t0, problem.t1), y0,
                             method=method, t_eval=problem.ts, rtol=problem.rtol, atol=problem.atol,
                             events=_blow_up, **options)
+        stats["nfev"] += int(sol.nfev)
+        stats["njev"] += int(sol.njev)
+        stats["num_steps"] += len(sol.t) - 1 if problem.ts is None else 0
         t_path, y_path = sol.t, sol.y.T
         if problem.ts is None:
             t_out = t_path
@@ -53,4 +58,6 @@ def solve(problem):
         finite = np.all(np.isfinite(sol.y)) and sol.status == 0
         div_t.append(np.inf if finite else float(sol.t_events[0][0] if sol.status == 1 else sol.t[-1]))
         ys.append(y_path)
-    return t_out, np.stack(ys), np.array(div_t)
+    if problem.ts is not None:
+        del stats["num_steps"]  # scipy does not report the steps it took between saves
+    return t_out, np.stack(ys), np.array(div_t), None, stats
