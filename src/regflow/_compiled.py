@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ._system import ODE, SDE, Map
@@ -31,8 +30,7 @@ def split(tree):
     """``(dynamic, static)`` of a pytree of callables and parameters (see the module doc)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     mask = tuple(_dynamic(leaf) for leaf in leaves)
-    dynamic = tuple(jnp.asarray(leaf, jnp.float64 if isinstance(leaf, float) else None)
-                    for leaf, m in zip(leaves, mask) if m)
+    dynamic = tuple(np.float64(leaf) if isinstance(leaf, float) else leaf for leaf, m in zip(leaves, mask) if m)
     static = (treedef, mask, tuple(None if m else leaf for leaf, m in zip(leaves, mask)))
     return dynamic, static
 

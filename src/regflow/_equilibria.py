@@ -125,23 +125,38 @@ def _classify_dense(is_map, point, flat, jac_residual, residual):
     return Equilibrium(point, eig, zero_modes, stable, kind, float(residual), flat)
 
 
-def _classify_matrix_free(is_map, point, flat, ops, residual):
-    """The `Equilibrium` from Jacobian-vector products only (see the module doc)."""
+def _symmetric(apply, dim, seed=0):
+    """Is the operator symmetric, :math:`u^\top A v = v^\top A u` on random vectors?"""
+    u, v = np.random.default_rng(seed).standard_normal((2, dim))
+    a, b = float(u @ apply(v)), float(v @ apply(u))
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), np.finfo(float).tiny)
+
+
+def _classify_matrix_free(is_map, point, flat, ops, residual, field, args):
+    """The `Equilibrium` from Jacobian-vector products only (see the module doc): zero modes
+    by Lanczos on :math:`J` (symmetric, e.g. a gradient flow) or :math:`J^\top J`, the kind
+    from the eigenvalues of largest and smallest real part (multipliers of largest modulus
+    for a map)."""
     jvp, vjp = ops
     dim = flat.size
-    normal = lambda v: np.asarray(vjp(jvp(v)))  # noqa: E731  (J^T J for the residual's J)
-    top = _spectra.top_eigenvalue(normal, dim)
-    scale = float(np.sqrt(max(top, 0.0)))
     k = min(ZERO_MODE_CANDIDATES, dim - 2)
-    zero_modes = _spectra.count_zero_modes(normal, dim, k=k, scale=scale**2, rtol=ZERO_MODE_RTOL**2)
-    field = (lambda v: np.asarray(jvp(v)) + v) if is_map else (lambda v: np.asarray(jvp(v)))
+    apply = lambda v: np.asarray(jvp(v))  # noqa: E731  (J of the residual)
+    if _symmetric(apply, dim):
+        scale = float(abs(_spectra._extremes(apply, dim, 1, "top", 0)[0][0]))
+        scale = max(scale, float(abs(_spectra._extremes(apply, dim, 1, "bottom", 0)[0][0])))
+        zero_modes = _spectra.count_zero_modes(apply, dim, k=k, scale=scale, rtol=ZERO_MODE_RTOL)
+    else:
+        normal = lambda v: np.asarray(vjp(jvp(v)))  # noqa: E731
+        scale = float(np.sqrt(max(_spectra._extremes(normal, dim, 1, "top", 0)[0][0], 0.0)))
+        zero_modes = _spectra.count_zero_modes(normal, dim, k=k, scale=scale**2, rtol=ZERO_MODE_RTOL**2)
     n = min(zero_modes + EXTREME_EIGENVALUES, dim - 2)
-    high = _spectra.operator_eigs(field, dim, k=n, which="LR" if not is_map else "LM")
-    low = _spectra.operator_eigs(field, dim, k=min(EXTREME_EIGENVALUES, dim - 2), which="SR")
-    eig = np.unique(np.concatenate([high, low]))
+    high = _spectra.jacobian_eigs(field, point, k=n, which="LM" if is_map else "LR", args=args, dense_below=0)
+    low = _spectra.jacobian_eigs(field, point, k=min(EXTREME_EIGENVALUES, dim - 2), which="SR", args=args,
+                                 dense_below=0)
+    eig = np.concatenate([high, low])
     eig = eig[np.lexsort((-eig.imag, -eig.real))]
     distance_to_kernel = np.abs(eig - 1.0) if is_map else np.abs(eig)
-    remaining = eig[np.argsort(distance_to_kernel, kind="stable")[zero_modes:]]
+    remaining = eig[np.argsort(distance_to_kernel, kind="stable")[min(zero_modes, len(eig)):]]
     offsets = np.abs(remaining) - 1.0 if is_map else remaining.real
     kind, stable = _kind(offsets, zero_modes, MARGINAL_RTOL * scale)
     return Equilibrium(point, eig, zero_modes, stable, kind, float(residual), flat)
@@ -261,7 +276,7 @@ def equilibria(system, guesses, args=None, *, tol=RESIDUAL_TOL, dedupe=DEDUPE_RT
                 out.append(_classify_dense(is_map, state, p, J, r))
         else:
             ops = (lambda v, p=p: jvp(p, jnp.asarray(v), params), lambda u, p=p: vjp(p, jnp.asarray(u), params))
-            out.append(_classify_matrix_free(is_map, state, p, ops, r))
+            out.append(_classify_matrix_free(is_map, state, p, ops, r, f, args))
     return out
 
 

@@ -368,8 +368,8 @@ def _signature(args):
 
 def _check_output_shape(system, structure, t, args):
     """The callables return the state's structure and shapes (traced once per structure)."""
-    fns = (system.step,) if isinstance(system, Map) else (system.drift,) + (
-        (system.diffusion,) if isinstance(system, SDE) else ())
+    fns = {Map: lambda: (system.step,), ODE: lambda: (system.vector_field,),
+           SDE: lambda: (system.drift, system.diffusion)}[type(system)]()
     key = (type(system), getattr(system, "noise", None), getattr(system, "stochastic", None), split(fns)[1],
            structure, _signature(args))
     try:

@@ -71,8 +71,8 @@ def _stats(sol):
 
 
 @functools.lru_cache(maxsize=256)
-def _ode_program(vector_field, method, fixed, max_steps):
-    """All paths (vmapped), saving at ``ts`` and ``t1``."""
+def _ode_program(vector_field, method, fixed, max_steps, ensemble):
+    """All paths (vmapped over an ensemble; one path as a batch of one), saving at ``ts`` and ``t1``."""
     term = dfx.ODETerm(vector_field)
     solver = ODE_SOLVERS[method]()
 
@@ -82,7 +82,9 @@ def _ode_program(vector_field, method, fixed, max_steps):
                               max_steps=max_steps, event=_EVENT, throw=False)
         return sol.ts, sol.ys, _outcome(sol), _stats(sol)
 
-    return jax.jit(jax.vmap(solve, in_axes=(0, None, None, None, None, None, None, None)))
+    if ensemble:
+        return jax.jit(jax.vmap(solve, in_axes=(0, None, None, None, None, None, None, None)))
+    return jax.jit(lambda y0, *rest: jax.tree_util.tree_map(lambda x: x[None], solve(y0[0], *rest)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -146,7 +148,7 @@ def solve(problem):
     dt = 0.0 if problem.dt is None else problem.dt
     if problem.ts is None:
         return _solve_steps(problem, fixed, max_steps, dt)
-    program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps)
+    program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps, problem.ensemble)
     ts, ys, outcome, stats = program(y0, problem.args, problem.t0, problem.t1, jnp.asarray(problem.ts), problem.rtol,
                                      problem.atol, dt)
     return (*_split(np.asarray(ts), np.asarray(ys), np.asarray(outcome), problem.ts, problem.t0),
