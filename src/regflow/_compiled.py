@@ -68,14 +68,10 @@ def compile_system(system, args):
 
 
 @functools.lru_cache(maxsize=512)
-def _bound_quantity(static):
+def bind_quantity(static):
+    """Quantity 0 of the split tuple as ``q(y, params)`` with ``params = (dynamic, args)``."""
+
     def call(y, params):
         return merge(params[0], static)[0](y, params[1])
 
     return call
-
-
-def compile_quantity(q, args):
-    """``(q_bound, params)`` with ``q_bound(y, params) == q(y, args)`` (see `bind`)."""
-    dynamic, static = split((q,))
-    return _bound_quantity(static), (dynamic, args)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _tree
-from ._compiled import compile_system, split
+from ._compiled import bind_quantity, compile_system, split
 from ._progress import progress_enabled
 from ._system import ODE, SDE, Map, describe
 from ._trajectory import Trajectory
@@ -71,10 +71,11 @@ class Problem:
     structure: Any = None
     user_system: Any = None
     user_args: Any = None
+    save: Any = None  # (bound quantity on flat states, its params), or None: save the states
 
 
 def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, rtol=1e-8,
-              atol=1e-10, dt=None, paths=None, batched=False, seed=0, progress=None) -> Trajectory:
+              atol=1e-10, dt=None, paths=None, batched=False, seed=0, save=None, progress=None) -> Trajectory:
     r"""Integrate an `ODE` or `SDE` from ``t0`` to ``t1``.
 
     Parameters
@@ -100,7 +101,11 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
     batched : ``y0`` holds one start per path along the leading axis of every leaf (an
         ensemble of ``len`` starts).  An ensemble is never guessed from ``y0``'s shape.
     seed : int or JAX key; the same seed gives the same Brownian increments to every backend.
-    progress : a progress bar over the paths of an SDE ensemble on the ``"jax"`` backend:
+    save : a quantity ``q(y, args)`` (scalar, array or pytree) to keep at the saved times
+        instead of the states (as diffrax's ``SaveAt(fn=...)``): ``traj.y`` then holds its
+        values, and memory is that of ``q``, not of the state (needs ``ts`` for a single ODE
+        path).  ``args`` are the system's.
+    progress : a progress bar over the steps of an SDE on the ``"jax"`` backend (and of maps):
         ``None`` shows it when stderr is a terminal (``REGFLOW_PROGRESS=0`` turns it off).
 
     Returns
@@ -145,19 +150,23 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         if ts is None and ensemble:
             ts = np.linspace(t0, t1, DEFAULT_ENSEMBLE_SAVES)
     progress_enabled(progress)  # validates
+    if save is not None and ts is None and isinstance(system, ODE):
+        raise ValueError("save= keeps a quantity at the times ts; pass ts, e.g. ts=np.linspace(t0, t1, 101)")
     flat, params = compile_system(flatten_system(system, structure), args)
     problem = Problem(flat, y0, ensemble, t0, t1, ts, method, float(rtol), float(atol), dt, seed,
-                      params, save_idx, progress, structure, system, args)
+                      params, save_idx, progress, structure, system, args,
+                      _check_save(save, structure, args, backend == "jax" or backend == "diffrax" and isinstance(system, ODE)))
     solution = Solution(*_backend_module(backend, system).solve(problem))
-    return _trajectory(problem, backend, solution)
+    return _trajectory(problem, backend, _saved(problem, solution, save))
 
 
-def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, progress=None) -> Trajectory:
+def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, save=None,
+            progress=None) -> Trajectory:
     r"""Iterate a `Map` ``steps`` times; step ``k`` is saved at flow time ``k * map_.dt``.
 
     ``y0``, ``paths`` and ``batched`` as for `integrate` (a pytree state, one start per path
     with ``batched=True``).  ``every`` saves every ``every``-th step (the last step is always
-    saved); ``progress`` as for `integrate`.  A stochastic
+    saved); ``save`` and ``progress`` as for `integrate`.  A stochastic
     map receives the key ``fold_in(path_key, k)`` at step ``k`` (see `regflow._noise`).
 
     Example
@@ -178,10 +187,46 @@ def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, prog
     progress_enabled(progress)  # validates
     flat, params = compile_system(flatten_system(map_, structure), args)
     problem = Problem(flat, y0, ensemble, 0.0, steps * map_.dt, map_.dt * save_idx, "iterate", 0.0, 0.0,
-                      map_.dt, seed, params, save_idx, progress, structure, map_, args)
+                      map_.dt, seed, params, save_idx, progress, structure, map_, args,
+                      _check_save(save, structure, args, True))
     from .backends import scan_
 
-    return _trajectory(problem, "jax", Solution(*scan_.iterate_map(problem)))
+    return _trajectory(problem, "jax", _saved(problem, Solution(*scan_.iterate_map(problem)), save))
+
+
+def _check_save(save, structure, args, native):
+    """``(bound quantity on flat states, params)`` where the backend evaluates ``save`` inside
+    the solve (``native``: diffrax ODEs, regflow's scan), else None (applied to the states after)."""
+    if save is None:
+        return None
+    if not callable(save):
+        raise TypeError(f"save must be a quantity q(y, args) (scalar, array or pytree), got {type(save).__name__}")
+    try:
+        jax.eval_shape(lambda y: save(y, args), structure.abstract())
+    except Exception as err:  # noqa: BLE001  (any failure of the user's quantity)
+        raise ValueError(f"save must be a quantity q(y, args) of the state ({structure.describe()}); calling it on "
+                         f"the state failed: {err}") from err
+    if not native:
+        return None
+    q = save if structure.trivial else _tree.FlatQuantity(save, structure)
+    dynamic, static = split((q,))
+    return bind_quantity(static), (dynamic, args)
+
+
+def _saved(problem, solution, save):
+    """The solution of ``save``'s values: computed by the backend, or from its states here."""
+    if save is None:
+        return solution
+    out = jax.eval_shape(lambda y: save(y, problem.user_args), problem.structure.abstract())
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(out)
+    structure = _tree.Structure(treedef, tuple(tuple(leaf.shape) for _, leaf in leaves),
+                                tuple(_tree.path_name(p) for p, _ in leaves))
+    ys = np.asarray(solution.ys)
+    if problem.save is None:  # the backend kept the states: evaluate save on them
+        traj = Trajectory.from_flat(solution.t, ys, problem.structure, ensemble=True)
+        values = traj.evaluate(save, args=problem.user_args)
+        ys = np.concatenate([np.reshape(v, (*ys.shape[:2], -1)) for v in jax.tree_util.tree_leaves(values)], axis=-1)
+    return solution._replace(ys=ys), structure
 
 
 # ----------------------------------------------------------------------------- results
@@ -201,12 +246,15 @@ def flatten_system(system, structure):
     return system.replace(drift=field(system.drift), diffusion=diffusion)
 
 
-def _trajectory(problem, backend, solution: Solution) -> Trajectory:
+def _trajectory(problem, backend, solution) -> Trajectory:
+    solution, structure = solution if isinstance(solution, tuple) and len(solution) == 2 else (solution, None)
+    saved = structure is not None
+    structure = structure or problem.structure
     system = problem.user_system
     t, ys, div_t = np.asarray(solution.t), np.asarray(solution.ys), np.asarray(solution.stop_t)
     failed = np.zeros(len(div_t), bool) if solution.failed is None else np.asarray(solution.failed)
     dim = ys.shape[-1]
-    names = system.names or (tuple(f"y{i}" for i in range(dim)) if problem.structure.trivial else None)
+    names = None if saved else system.names or (tuple(f"y{i}" for i in range(dim)) if structure.trivial else None)
     if names is not None and len(names) != dim:
         raise ValueError(f"system names {names} has {len(names)} entries but the state has dimension {dim}")
     meta = {
@@ -234,7 +282,7 @@ def _trajectory(problem, backend, solution: Solution) -> Trajectory:
                       f"see diverged_at)")
             if failed.any():
                 status += FAILURE_HINT
-        return Trajectory.from_flat(t, ys, problem.structure, names=names, status=status, diverged_at=div_t,
+        return Trajectory.from_flat(t, ys, structure, names=names, status=status, diverged_at=div_t,
                                     meta=meta, ensemble=True)
     y = ys[0]
     status = "ok"
@@ -242,7 +290,7 @@ def _trajectory(problem, backend, solution: Solution) -> Trajectory:
         keep = np.all(np.isfinite(y), axis=-1) & (t < div_t[0])
         t, y = t[keep], y[keep]
         status = f"diverged at t={div_t[0]:.6g}" if not failed[0] else f"failed at t={div_t[0]:.6g}" + FAILURE_HINT
-    return Trajectory.from_flat(t, y, problem.structure, names=names, status=status, meta=meta, ensemble=False)
+    return Trajectory.from_flat(t, y, structure, names=names, status=status, meta=meta, ensemble=False)
 
 
 def _backend_module(backend, system):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _tree
-from ._compiled import merge, split
+from ._compiled import bind_quantity, split
 
 #: Version of files written by `Trajectory.save` (version 1, flat states only, still loads).
 FORMAT_VERSION = 2
@@ -225,9 +225,10 @@ class Trajectory:
 def _evaluator(q_static, structure):
     """``(flat states (N, dim), params) -> q`` of every state, jitted; cached on the quantity's
     static part and the state structure."""
+    q = bind_quantity(q_static)
+
     def one(y, params):
-        q = merge(params[0], q_static)[0]
-        return q(y if structure.trivial else structure.unravel(y), params[1])
+        return q(y if structure.trivial else structure.unravel(y), params)
 
     return jax.jit(jax.vmap(one, in_axes=(0, None)))
 

@@ -95,6 +95,11 @@ class Structure:
         return "{" + ", ".join(parts) + "}"
 
 
+def flat_value(value):
+    """A scalar, array or pytree value as one flat vector (leaves raveled in pytree order)."""
+    return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(value)])
+
+
 def skeleton(structure: Structure):
     """A JSON form of the state's containers (dicts, lists, tuples, None; leaves as their
     index), or ``None`` if another container type is in it."""

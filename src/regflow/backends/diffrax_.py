@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _noise
+from .._tree import flat_value
 from ._common import DIVERGENCE_BOUND, diffusion_matrix, noise_dim
 
 ODE_SOLVERS = {"dopri5": dfx.Dopri5, "tsit5": dfx.Tsit5, "dop853": dfx.Dopri8, "dopri8": dfx.Dopri8,
@@ -70,15 +71,24 @@ def _stats(sol):
     return jnp.stack([sol.stats["num_steps"], sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"]])
 
 
+def _saveat(save, **where):
+    """``SaveAt`` of the states, or of ``save(y, save_params)`` (args are ``(params, save_params)``)."""
+    if save is None:
+        return dfx.SaveAt(**where)
+    return dfx.SaveAt(**where, fn=lambda t, y, args: flat_value(save(y, args[1])))
+
+
 @functools.lru_cache(maxsize=256)
-def _ode_program(vector_field, method, fixed, max_steps, ensemble):
-    """All paths (vmapped over an ensemble; one path as a batch of one), saving at ``ts`` and ``t1``."""
-    term = dfx.ODETerm(vector_field)
+def _ode_program(vector_field, method, fixed, max_steps, ensemble, save=None):
+    """All paths (vmapped over an ensemble; one path as a batch of one), saving at ``ts`` and
+    ``t1`` the states or ``save``'s values; ``args`` is ``(params, save_params)``."""
+    term = dfx.ODETerm(lambda t, y, args: vector_field(t, y, args[0]))
     solver = ODE_SOLVERS[method]()
 
     def solve(y0, args, t0, t1, ts, rtol, atol, dt):
         sol = dfx.diffeqsolve(term, solver, t0, t1, dt if fixed else None, y0, args,
-                              saveat=dfx.SaveAt(ts=ts, t1=True), stepsize_controller=_controller(fixed, rtol, atol),
+                              saveat=_saveat(save, ts=ts, t1=True),
+                              stepsize_controller=_controller(fixed, rtol, atol),
                               max_steps=max_steps, event=_EVENT, throw=False)
         return sol.ts, sol.ys, _outcome(sol), _stats(sol)
 
@@ -148,9 +158,10 @@ def solve(problem):
     dt = 0.0 if problem.dt is None else problem.dt
     if problem.ts is None:
         return _solve_steps(problem, fixed, max_steps, dt)
-    program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps, problem.ensemble)
-    ts, ys, outcome, stats = program(y0, problem.args, problem.t0, problem.t1, jnp.asarray(problem.ts), problem.rtol,
-                                     problem.atol, dt)
+    save, save_params = problem.save or (None, None)
+    program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps, problem.ensemble, save)
+    ts, ys, outcome, stats = program(y0, (problem.args, save_params), problem.t0, problem.t1, jnp.asarray(problem.ts),
+                                     problem.rtol, problem.atol, dt)
     return (*_split(np.asarray(ts), np.asarray(ys), np.asarray(outcome), problem.ts, problem.t0),
             _stats_dict(np.asarray(stats)))
 

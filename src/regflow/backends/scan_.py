@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from typing import Callable
 
 import jax
@@ -28,14 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _noise
-from .._progress import progress_bar, progress_enabled
+from .._tree import flat_value
+from .._progress import progress_bar
 from .._system import Map
 from ._common import DIVERGENCE_BOUND, apply_diffusion, noise_dim
 
 #: Numbers (steps x paths x noise width) drawn in one block: 8 MiB of float64.
 NOISE_BLOCK_ELEMENTS = 2**20
-#: Path chunks of a run with a progress bar (one tick each).
-PROGRESS_CHUNKS = 20
 #: Most steps in one block (more gains nothing measurable; see the module docstring).
 MAX_BLOCK_STEPS = 64
 
@@ -63,7 +63,20 @@ class _Noise:
     width: int
 
 
-def _run(step, source, y0, key, first_path, save_idx, args, t0, h):
+#: Live progress bars by run id (a traced input of the program, so progress on or off runs
+#: the same compiled program; an id with no bar makes the tick a no-op).
+_BARS: dict = {}
+#: About this many progress ticks per run.
+PROGRESS_TICKS = 100
+
+
+def _tick(run_id, k):
+    bar = _BARS.get(int(run_id))
+    if bar is not None:
+        bar.update(int(k) - bar.n)
+
+
+def _run(step, source, save, y0, key, first_path, save_idx, args, t0, h, run_id, tick_every, save_params):
     """All paths: iterate ``step`` and keep the states at ``save_idx`` (increasing ints).
 
     ``key`` is the run's root key; path ``p`` (counted from ``first_path``) uses
@@ -72,6 +85,9 @@ def _run(step, source, y0, key, first_path, save_idx, args, t0, h):
     ``step(k, y, args, xi, t0, h)`` advances one path by one step given its noise ``xi`` of
     step ``k`` (from the `_Noise` ``source``).  Returns the saved states ``(paths, S, dim)``
     and the step at which each path diverged (``-1`` if it did not); saves after it are NaN.
+    Every ``tick_every`` blocks it reports the step reached to the progress bar ``run_id``.
+    With ``save`` (a bound quantity, `regflow._compiled`) it keeps ``save(y, save_params)``
+    (flat, per path) instead of the states.
     """
     paths, dim = y0.shape
     n_saves = save_idx.shape[0]
@@ -99,7 +115,8 @@ def _run(step, source, y0, key, first_path, save_idx, args, t0, h):
         hit = end == target
         # write row s in place: the new state on a save, else what the row already holds
         keep = jax.lax.dynamic_index_in_dim(out, s, 1, keepdims=False)
-        saved = jnp.where(hit, jnp.where((div < 0)[:, None], y, jnp.nan), keep)
+        value = y if save is None else jax.vmap(lambda x: flat_value(save(x, save_params)))(y)
+        saved = jnp.where(hit, jnp.where((div < 0)[:, None], value, jnp.nan), keep)
         out = jax.lax.dynamic_update_index_in_dim(out, saved, s, 1)
         return end, s + hit.astype(idx), y, div, out, block, block_end
 
@@ -109,20 +126,23 @@ def _run(step, source, y0, key, first_path, save_idx, args, t0, h):
 
     def next_block(carry):
         k, s, y, div, out = carry
+        jax.lax.cond((k // block_steps) % tick_every == 0, lambda: jax.debug.callback(_tick, run_id, k),
+                     lambda: None)
         block = source.draw(keys, k, block_steps, h)
         k, s, y, div, out, _, _ = jax.lax.while_loop(in_block, chunk, (k, s, y, div, out, block, k + block_steps))
         return k, s, y, div, out
 
-    out = jnp.zeros((paths, n_saves, dim), y0.dtype)
+    width = dim if save is None else jax.eval_shape(lambda x: flat_value(save(x, save_params)), y0[0]).shape[0]
+    out = jnp.zeros((paths, n_saves, width), y0.dtype)
     init = (jnp.asarray(0, idx), jnp.asarray(0, idx), y0, jnp.full((paths,), -1, idx), out)
     _, _, _, div, out = jax.lax.while_loop(lambda c: c[1] < n_saves, next_block, init)
     return out, div
 
 
 @functools.lru_cache(maxsize=256)
-def _program(step, source):
-    """The compiled program of one step function and noise source (cached)."""
-    return jax.jit(functools.partial(_run, step, source))
+def _program(step, source, save=None):
+    """The compiled program of one step function, noise source and saved quantity (cached)."""
+    return jax.jit(functools.partial(_run, step, source, save))
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,25 +216,28 @@ def iterate_map(problem):
 def _simulate(step, source, problem):
     """Run the cached program; returns saved times, states (paths, S, dim), divergence times.
 
-    With a progress bar the paths run in ``PROGRESS_CHUNKS`` equal chunks (the last one padded,
-    so one program serves all); path ``p`` keeps its own noise, so the result is the same."""
-    run = _program(step, source)
-    y0 = np.asarray(problem.y0)
-    paths = y0.shape[0]
-    inputs = (_noise.root_key(problem.seed), jnp.asarray(problem.save_idx), problem.args,
-              jnp.float64(problem.t0), jnp.float64(problem.dt))
-    chunks = min(paths, PROGRESS_CHUNKS) if progress_enabled(problem.progress) else 1
-    size = -(-paths // chunks)
-    pieces = []
-    with progress_bar(paths, "paths", problem.progress, unit="path") as bar:
-        for first in range(0, paths, size):
-            block = y0[first:first + size]
-            padded = np.concatenate([block, np.repeat(block[-1:], size - len(block), axis=0)])
-            ys, div = run(jnp.asarray(padded), inputs[0], jnp.uint32(first), *inputs[1:])
-            pieces.append((np.asarray(ys)[:len(block)], np.asarray(div)[:len(block)]))
-            bar.update(len(block))
-    ys = np.concatenate([p[0] for p in pieces])
-    div = np.concatenate([p[1] for p in pieces])
+    A progress bar counts steps through a host callback (`_tick`): the program and the
+    numbers are the same with or without it."""
+    save, save_params = problem.save or (None, None)
+    run = _program(step, source, save)
+    y0 = jnp.asarray(problem.y0)
+    total = int(problem.save_idx[-1])
+    blocks = -(-total // _block_steps(y0.shape[0], source.width))
+    run_id = next(_RUN_IDS)
+    with progress_bar(total, "steps", problem.progress, unit="step") as bar:
+        if not bar.disable:
+            _BARS[run_id] = bar
+        try:
+            ys, div = run(y0, _noise.root_key(problem.seed), jnp.uint32(0), jnp.asarray(problem.save_idx),
+                          problem.args, jnp.float64(problem.t0), jnp.float64(problem.dt), jnp.uint32(run_id),
+                          jnp.int64(max(1, blocks // PROGRESS_TICKS)), save_params)
+            ys, div = np.asarray(ys), np.asarray(div)
+        finally:
+            _BARS.pop(run_id, None)
+        bar.update(total - bar.n)
     div_t = np.where(div < 0, np.inf, problem.t0 + div * problem.dt)
     steps = int(np.where(div < 0, problem.save_idx[-1], div).sum())
     return problem.t0 + problem.dt * problem.save_idx, ys, div_t, None, {"num_steps": steps}
+
+
+_RUN_IDS = itertools.count(1)
