@@ -200,3 +200,16 @@ def test_equilibria_of_a_pytree_flow_count_the_symmetry():
     found = rf.equilibria(rf.gradient_flow(linear_loss, args=args), start)
     assert len(found) == 1 and found[0].zero_modes == 1 and found[0].kind == "degenerate sink"
     assert set(found[0].point) == {"W1", "W2"}
+
+
+def test_sweep_takes_pytree_states_and_results():
+    def factory(lr):
+        return rf.gradient_descent(linear_loss, lr=lr, args=DATA)
+
+    def run(gd, seed):
+        traj = rf.iterate(gd, NET, 20, every=20)
+        return {"params": jax.tree_util.tree_map(lambda leaf: leaf[-1], traj.y), "loss": traj.evaluate(linear_loss)[-1]}
+
+    ds = rf.sweep(factory, {"lr": [0.01, 0.02]}, run=run, progress=False)
+    assert ds["params_W1"].shape == (2, 5, 4) and ds["params_W2"].shape == (2, 3, 5)
+    assert float(ds["loss"][1]) < float(ds["loss"][0])

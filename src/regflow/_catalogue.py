@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from ._tree import _numbers
+from ._tree import is_number_list
 from ._system import ODE, SDE, Map
 
 
@@ -97,7 +97,7 @@ class Method:
 def batch_of(starts, argname):
     """States with a leading batch axis on every leaf (float64 numpy); a 1-D vector (or a list
     of numbers) is a batch of one."""
-    if isinstance(starts, (np.ndarray, jax.Array, float, int)) or _numbers(starts):
+    if isinstance(starts, (np.ndarray, jax.Array, float, int)) or is_number_list(starts):
         return np.atleast_2d(np.asarray(starts, dtype=np.float64))
     leaves = jax.tree_util.tree_leaves(starts)
     if not leaves or any(np.ndim(leaf) == 0 for leaf in leaves) or len({len(leaf) for leaf in leaves}) != 1:

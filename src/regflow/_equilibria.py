@@ -179,7 +179,7 @@ def _programs(static, structure, is_map):
 def _check_guesses(guesses, batched, system):
     """``(structure, (n, dim) flat guesses)``."""
     if batched is None:  # vector states: (dim,) one guess, (n, dim) one per row; any other pytree: one guess
-        batched = _tree._numbers(guesses) and np.ndim(guesses) == 2 or (
+        batched = _tree.is_number_list(guesses) and np.ndim(guesses) == 2 or (
             isinstance(guesses, (np.ndarray, jax.Array)) and np.ndim(guesses) == 2)
     structure, flat = _tree.structure_of(guesses, "guesses", batched=batched)
     flat = flat if batched else flat[None]

@@ -28,15 +28,18 @@ import dataclasses
 import json
 import math
 import os
+import re
 import uuid
 import warnings
 import zipfile
 from collections.abc import Mapping
 from typing import Any, Callable
 
+import jax
 import numpy as np
 
 from ._progress import progress_bar
+from ._tree import is_number_list, path_name
 from ._versions import versions
 
 #: Version of the files written to ``out``.
@@ -75,6 +78,8 @@ def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_si
         their Cartesian product, e.g. ``{"lr": [0.01, 0.1], "batch": [8, 32]}``.
     run : ``run(system, seed) -> {name: array}``: the results of one point, the same names
         and shapes at every point (numbers or bools; e.g. a final variance, a loss curve).
+        A pytree value (the final parameters, a dict of matrices) gives one variable per
+        leaf, ``<name>_<leaf path>``.
     out : directory to save chunks, ``manifest.json`` and the final ``sweep.nc`` in; a
         rerun with the same ``out`` resumes (one sweep writes to an ``out`` at a time).
         ``None``: keep nothing on disk.
@@ -228,7 +233,7 @@ def _check_result(result, params) -> dict[str, np.ndarray]:
         raise TypeError(f"run must return a non-empty dict of named arrays such as {{'var': 0.5}}; "
                         f"{where} it returned {type(result).__name__}")
     arrays = {}
-    for name, value in result.items():
+    for name, value in _expand_pytrees(result).items():
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"run's result names must be identifiers such as 'final_var'; {where} it returned {name!r}")
         if name == POINT_SEED:
@@ -238,6 +243,20 @@ def _check_result(result, params) -> dict[str, np.ndarray]:
             raise TypeError(f"run's result {name!r} must hold real numbers or bools; {where} it has dtype {array.dtype}")
         arrays[name] = array
     return arrays
+
+
+def _expand_pytrees(result):
+    """A pytree-valued result (say the final parameters, a dict of matrices) becomes one
+    result per leaf, named ``<name>_<leaf path>`` (``params_W1``, ``params_layers_0_w``)."""
+    out = {}
+    for name, value in result.items():
+        if isinstance(value, (dict, list, tuple)) and not is_number_list(value) or hasattr(value, "__dataclass_fields__"):
+            for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
+                label = re.sub(r"\W", "_", path_name(path)).strip("_")
+                out[f"{name}_{label}" if label else str(name)] = leaf
+        else:
+            out[name] = value
+    return out
 
 
 def _layout(arrays) -> dict[str, tuple]:

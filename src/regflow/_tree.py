@@ -156,12 +156,12 @@ def _at(name):
     return f" (leaf {name!r})" if name else ""
 
 
-def _numbers(y) -> bool:
+def is_number_list(y) -> bool:
     """A (nested) list or tuple of Python numbers, e.g. ``[0.3, 1.6]``: read as an array, as
     numpy does.  A list of arrays (``[W1, W2]``) stays a pytree."""
     if not isinstance(y, (list, tuple)) or not y:
         return False
-    return all(_numbers(v) or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in y)
+    return all(is_number_list(v) or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in y)
 
 
 def structure_of(y, argname="y0", batched=False):
@@ -173,7 +173,7 @@ def structure_of(y, argname="y0", batched=False):
     the flat views ``(paths, dim)``.  Else one state; returns ``(dim,)``.  Leaves must be real
     numbers of one floating dtype (ints and Python numbers are taken as float64) and finite.
     """
-    if _numbers(y):
+    if is_number_list(y):
         y = np.asarray(y, dtype=np.float64)
     flat_leaves, treedef = jax.tree_util.tree_flatten_with_path(y)
     if not flat_leaves:
