@@ -10,8 +10,9 @@ Rows (minimum over interleaved repeats, after one warm-up call each; ratios regf
   on the same field, pytree and tolerances;
 * compilations triggered by a second call with a new y0, args, seed, lr or progress setting
   (``jax.log_compiles``), which must be 0;
-* ``rf.equilibria`` from one guess near a minimum at d ~ 10^3 (a bias-free ReLU net, whose
-  rescaling symmetry gives one zero mode per hidden neuron), with its zero-mode count.
+* ``rf.equilibria`` from one guess near a minimum at d = 1000 (a 2-layer linear net near an
+  exact fit, whose GL(h) symmetry gives h^2 zero modes), dense and matrix-free, with the
+  zero-mode count.
 """
 
 from __future__ import annotations
@@ -150,31 +151,26 @@ def compile_rows():
     ]
 
 
-def relu_loss(w, args):
-    return 0.5 * jnp.mean(jnp.sum((jax.nn.relu(args["x"] @ w["U"].T) @ w["V"].T - args["y"]) ** 2, axis=1))
+def linear_loss(w, args):
+    return 0.5 * jnp.mean(jnp.sum((args["x"] @ w["W1"].T @ w["W2"].T - args["y"]) ** 2, axis=1))
 
 
-def equilibrium_row(hidden=90):
-    """d = hidden * (N_IN + N_OUT) ~ 10^3: a minimum found by L-BFGS, polished by rf.equilibria."""
-    from scipy.optimize import minimize
-
+def equilibrium_row(width=25, hidden=20, samples=200, dense_below=None):
+    """d = 2 * hidden * width = 1000: a 2-layer linear net W2 W1 started near an exact fit of
+    a rank-``hidden`` target.  Its minima through the fit are the orbit (W2 A^-1, A W1) of
+    GL(hidden): ``hidden**2`` zero modes, every other direction curved."""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((2000, N_IN))
-    args = {"x": jnp.asarray(x), "y": jnp.asarray(np.stack([np.abs(x[:, 0]) - x[:, 1], np.maximum(x[:, 2], 0)], 1))}
-    w0 = {"U": jnp.asarray(rng.standard_normal((hidden, N_IN)) / np.sqrt(N_IN)),
-          "V": jnp.asarray(rng.standard_normal((N_OUT, hidden)) / np.sqrt(hidden))}
-    flat0, unravel = jax.flatten_util.ravel_pytree(w0)
-    value_and_grad = jax.jit(jax.value_and_grad(lambda v: relu_loss(unravel(v), args)))
-    fun = lambda v: tuple(np.asarray(a) for a in value_and_grad(jnp.asarray(v)))  # noqa: E731
-    guess = minimize(fun, np.asarray(flat0), jac=True, method="L-BFGS-B",
-                     options={"maxiter": 20000, "gtol": 1e-9, "ftol": 1e-15}).x
-    flow = rf.gradient_flow(relu_loss, args=args)
+    best = {"W1": jnp.asarray(rng.standard_normal((hidden, width)) / np.sqrt(width)),
+            "W2": jnp.asarray(rng.standard_normal((width, hidden)) / np.sqrt(hidden))}
+    x = jnp.asarray(rng.standard_normal((samples, width)))
+    args = {"x": x, "y": x @ best["W1"].T @ best["W2"].T}
+    guess = jax.tree_util.tree_map(lambda w: w + 1e-2 * rng.standard_normal(w.shape), best)
+    flow = rf.gradient_flow(linear_loss, args=args)
+    options = {} if dense_below is None else {"dense_below": dense_below}
     t = time.perf_counter()
-    found = rf.equilibria(flow, unravel(jnp.asarray(guess)))
+    found = rf.equilibria(flow, guess, **options)
     elapsed = time.perf_counter() - t
-    alive = int(np.sum(np.any(np.asarray(jax.nn.relu(args["x"] @ unravel(jnp.asarray(guess))["U"].T)) > 0, axis=0)))
-    eq = found[0] if found else None
-    return flat0.size, elapsed, eq, alive
+    return size(best), elapsed, (found[0] if found else None), hidden**2
 
 
 def main():
@@ -192,13 +188,17 @@ def main():
     for what, n in compile_rows():
         print(f"| {what} | {n} |")
     if not opts.quick:
-        d, elapsed, eq, alive = equilibrium_row()
         print()
-        if eq is None:
-            print(f"equilibria, ReLU net d = {d}: nothing found in {elapsed:.1f} s")
-        else:
-            print(f"equilibria, ReLU net d = {d}: {elapsed:.1f} s, residual {eq.residual:.1e}, kind {eq.kind!r}, "
-                  f"zero modes {eq.zero_modes} (rescaling symmetry predicts {alive}: one per active hidden neuron)")
+        print("| equilibria from one guess near a minimum of a 2-layer linear net | s | residual | kind | zero modes "
+              "| predicted (GL(h): h^2) |")
+        print("|---|---|---|---|---|---|")
+        for label, dense_below in (("dense (default below 2,000)", None), ("matrix-free (forced)", 0)):
+            d, elapsed, eq, predicted = equilibrium_row(dense_below=dense_below)
+            if eq is None:
+                print(f"| d = {d}, {label} | {elapsed:.1f} | - | nothing found | - | {predicted} |")
+            else:
+                print(f"| d = {d}, {label} | {elapsed:.1f} | {eq.residual:.1e} | {eq.kind} | {eq.zero_modes} "
+                      f"| {predicted} |")
 
 
 if __name__ == "__main__":

@@ -40,10 +40,14 @@ MARGINAL_RTOL = 1e-6
 SOLVER_TOL = 1e-14
 #: Most residual evaluations the root solver may spend on one guess.
 SOLVER_MAX_NFEV = 2000
+#: A solve stops as soon as the residual is below ``tol`` times this (the solvers' own step
+#: tolerances are far stricter and, on flat minima of networks, would spend the whole budget).
+EARLY_EXIT = 1e-3
 #: Dense linear algebra below this many coordinates, matrix-free from there on.
 DENSE_BELOW = 2000
-#: Matrix-free: how many of the smallest singular values are examined for zero modes, and how
-#: many extreme eigenvalues are computed on each side of the spectrum.
+#: Matrix-free: how many of the smallest eigenvalues are examined for zero modes (a count equal
+#: to this means *at least* this many), and how many extreme eigenvalues are computed on each
+#: side of the spectrum.
 ZERO_MODE_CANDIDATES = 64
 EXTREME_EIGENVALUES = 4
 
@@ -247,7 +251,7 @@ def equilibria(system, guesses, args=None, *, tol=RESIDUAL_TOL, dedupe=DEDUPE_RT
     for guess in guesses:
         if not np.all(np.isfinite(residual(guess, params))):
             continue
-        fun = lambda y: np.asarray(residual(y, params))  # noqa: E731
+        fun = _EarlyExit(lambda y: np.asarray(residual(y, params)), tol * EARLY_EXIT)
         try:
             if dense:
                 sol = least_squares(fun, guess, jac=lambda y: np.asarray(jac(y, params)), method="lm",
@@ -256,6 +260,8 @@ def equilibria(system, guesses, args=None, *, tol=RESIDUAL_TOL, dedupe=DEDUPE_RT
                 sol = least_squares(fun, guess, jac=lambda y: _operator(jvp, vjp, y, params), method="trf",
                                     tr_solver="lsmr", xtol=SOLVER_TOL, ftol=SOLVER_TOL, gtol=SOLVER_TOL,
                                     max_nfev=SOLVER_MAX_NFEV)
+        except _Converged as done:
+            sol = done
         except (np.linalg.LinAlgError, ValueError):  # the solve wandered where the field is singular
             continue
         point = np.asarray(sol.x, dtype=np.float64)
@@ -278,6 +284,26 @@ def equilibria(system, guesses, args=None, *, tol=RESIDUAL_TOL, dedupe=DEDUPE_RT
             ops = (lambda v, p=p: jvp(p, jnp.asarray(v), params), lambda u, p=p: vjp(p, jnp.asarray(u), params))
             out.append(_classify_matrix_free(is_map, state, p, ops, r, f, args))
     return out
+
+
+class _Converged(Exception):
+    def __init__(self, x):
+        super().__init__("converged")
+        self.x = x
+
+
+@dataclasses.dataclass
+class _EarlyExit:
+    """A residual function that stops the solver (raises `_Converged`) once ``|r(y)| <= tol``."""
+
+    fun: Any
+    tol: float
+
+    def __call__(self, y):
+        r = self.fun(y)
+        if np.linalg.norm(r) <= self.tol:
+            raise _Converged(np.array(y, dtype=np.float64))
+        return r
 
 
 def _operator(jvp, vjp, y, params):
