@@ -54,7 +54,13 @@ def bind(static, index):
 
 
 def compile_system(system, args):
-    """The system with bound callables and the matching ``params``: what backends receive."""
+    """The system with bound callables and the matching ``params``: what backends receive
+    (on the device once, so a solver calling the field from Python does not convert them per call)."""
+    system, params = _compile_system(system, args)
+    return system, jax.device_put(params)
+
+
+def _compile_system(system, args):
     if isinstance(system, ODE):
         dynamic, static = split((system.vector_field,))
         return system.replace(vector_field=bind(static, 0), args=None), (dynamic, args)
