@@ -57,7 +57,8 @@ def compile_system(system, args):
     """The system with bound callables and the matching ``params``: what backends receive
     (on the device once, so a solver calling the field from Python does not convert them per call)."""
     system, params = _compile_system(system, args)
-    return system, jax.device_put(params)
+    return system, jax.tree_util.tree_map(
+        lambda x: jax.device_put(x) if isinstance(x, (np.ndarray, np.generic)) else x, params)
 
 
 def _compile_system(system, args):
