@@ -256,7 +256,7 @@ def ode_section(table, s):
     print(f"ODE ensemble: {size}", flush=True)
     program = A.diffrax_ode()
     args = {"c": jnp.float64(1.0)}
-    fns = {"regflow": lambda: rf.integrate(flow, starts, A.ODE_T1, ts=ts, rtol=A.RTOL, atol=A.ATOL),
+    fns = {"regflow": lambda: rf.integrate(flow, starts, A.ODE_T1, ts=ts, rtol=A.RTOL, atol=A.ATOL, batched=True),
            "diffrax": lambda: program(jnp.asarray(starts), args)}
     best = best_times(fns, s["repeat"])
     table.add("ODE", "regflow `rf.integrate(ode, starts, ...)`", best["regflow"], size, ref="regflow",
@@ -303,7 +303,7 @@ def recompile_section(table, s, counter):
     new_y0 = np.tile(y0 * 1.1, (P, 1))
     with counter as c:
         t = time.perf_counter()
-        rf.integrate(new_sde, new_y0, t1, dt=A.DT, paths=P, ts=ts, seed=12345).y
+        rf.integrate(new_sde, new_y0, t1, dt=A.DT, paths=P, ts=ts, seed=12345, batched=True).y
         t = time.perf_counter() - t
     table.add("recompile", f"SDE: new y0/seed/args, {c.count} compilations", t, f"{P} paths x {N} steps", ref="none",
               note=f"same call with the old inputs: {warm:.3f} s")
@@ -312,11 +312,13 @@ def recompile_section(table, s, counter):
     flow = A.gradient_flow()
     starts = A.ode_starts(s["ode_starts"])
     ts_ode = np.linspace(0.0, A.ODE_T1, A.ODE_SAVES + 1)
-    warm = best_times({"warm": lambda: rf.integrate(flow, starts, A.ODE_T1, ts=ts_ode, rtol=A.RTOL, atol=A.ATOL)},
+    warm = best_times({"warm": lambda: rf.integrate(flow, starts, A.ODE_T1, ts=ts_ode, rtol=A.RTOL, atol=A.ATOL,
+                                                     batched=True)},
                       1)["warm"]
     with counter as c:
         t = time.perf_counter()
-        rf.integrate(flow.replace(args={"c": 0.9}), starts * 0.95, A.ODE_T1, ts=ts_ode, rtol=A.RTOL, atol=A.ATOL)
+        rf.integrate(flow.replace(args={"c": 0.9}), starts * 0.95, A.ODE_T1, ts=ts_ode, rtol=A.RTOL, atol=A.ATOL,
+                     batched=True)
         t = time.perf_counter() - t
     table.add("recompile", f"ODE: new y0/args, {c.count} compilations", t, f"{len(starts)} starts", ref="none",
               note=f"same call with the old inputs: {warm:.3f} s")
