@@ -144,7 +144,7 @@ def _grad_dot(system, q, args):
             out.append(jnp.max(jnp.abs(grads @ G) / (norms[:, None] * jnp.linalg.norm(G, axis=0) + TINY), axis=1))
         return jnp.stack(out)
 
-    return jax.vmap(cosines)
+    return jax.jit(jax.vmap(cosines))  # one compile instead of one per primitive
 
 
 def _pointwise(fn, points):
