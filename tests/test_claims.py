@@ -85,7 +85,7 @@ def test_spectrum_equilibria_agrees():
     ]
     rows = rf.check(_method(claims)).rows
     assert [r.passed for r in rows] == [True, True, False, True, True, True, False, True, False]
-    assert rows[1].note == "factor 2"
+    assert rows[1].note == "erratum: factor 2"
 
 
 def test_grows_like_and_holds():
@@ -109,3 +109,60 @@ def test_report_table_and_markdown():
     text = report.table()
     assert "Conserved(imbalance)" in text and "2 passed, 0 failed" in text
     assert report.to_markdown().count("\n") == 3
+
+
+def _rotation_sde(calculus):
+    rot = lambda t, y, a: jnp.array([-y[1], y[0]])  # noqa: E731
+    return rf.SDE(rot, lambda t, y, a: 0.3 * jnp.array([-y[1], y[0]]), noise="scalar", calculus=calculus)
+
+
+def test_conserved_on_an_ito_sde_uses_the_generator():
+    # d|y|^2 = 0.09 |y|^2 dt in Ito form: the noise is tangent (grad q . G = 0), yet |y|^2 grows
+    radius = lambda y, a: y @ y  # noqa: E731
+    claims = [rf.Conserved(radius, drift_tol=1e-2, source="rotation")]
+    ito = rf.check(rf.Method(flow=_rotation_sde("ito"), y0=[[1.0, 0.0]], t1=1.0, dt=1e-3, paths=4, claims=claims))
+    generator, noise, drift = ito.rows
+    assert "Ito generator" in generator.check and not generator.passed
+    assert noise.passed  # the tangent noise alone cannot tell
+    assert not drift.passed
+    strat = rf.check(rf.Method(flow=_rotation_sde("stratonovich"), y0=[[1.0, 0.0]], t1=1.0, dt=1e-3, paths=4,
+                               claims=claims))
+    assert [r.passed for r in strat.rows[:2]] == [True, True]
+
+
+def test_falsify_gives_every_row_a_verdict():
+    ignores_the_method = rf.Holds(measure=lambda m: 1.0, lo=0.5, hi=2.0, name="constant")
+    declared = rf.Holds(measure=lambda m: 2.0, lo=1.5, name="algebra", identity="arithmetic on printed constants")
+    wrong_rate = rf.Perturbation("lr x 3", {"flow": rf.gradient_flow(two_layer_loss, lr=3.0)})
+    method = _method([rf.Conserved(imbalance, source="t"), ignores_the_method, declared],
+                     perturbations=[wrong_rate])
+    report = rf.check(method, falsify=True)
+    verdicts = {(r.claim, r.check): r.verdict for r in report.rows}
+    conserved = [v for (claim, _), v in verdicts.items() if claim.startswith("Conserved")]
+    assert all(v.startswith("falsified by") and "generic field added" in v for v in conserved)
+    assert verdicts[("Holds(constant)", "measured figure")] == "vacuous"
+    assert verdicts[("Holds(algebra)", "measured figure")] == "identity: arithmetic on printed constants"
+    assert report.vacuous and "vacuous 1" in report.summary()
+    # the declared perturbation is tried: a decay rate that depends on lr is caught by it
+    decays = rf.Decays(lambda w, a: w @ w, rate=2.0, source="quadratic")
+    quad = rf.Method(flow=rf.gradient_flow(lambda w, a: 0.5 * w @ w), y0=[[1.0, 2.0]], t1=1.0, claims=[decays],
+                     perturbations=[rf.Perturbation("lr x 3", {"flow": rf.gradient_flow(lambda w, a: 0.5 * w @ w,
+                                                                                          lr=3.0)})])
+    assert all("lr x 3" in r.verdict for r in rf.check(quad, falsify=True).rows)
+
+
+def test_erratum_grades_are_checked():
+    with pytest.raises(ValueError, match="grade must be one of"):
+        rf.Holds(measure=lambda m: 1.0, erratum="x", grade="typo")
+    with pytest.raises(ValueError, match="erratum="):
+        rf.Holds(measure=lambda m: 1.0, grade="reading")
+    rows = rf.check(_method([rf.Holds(measure=lambda m: 1.0, erratum="printed 2", grade="convention")])).rows
+    assert rows[0].note == "convention: printed 2"
+
+
+def test_markdown_cells_are_escaped():
+    row = rf.Row("e", "Holds(|x|)", "|q| at points", "eq 1 | eq 2", 1.0, "< 2", True)
+    text = rf.Report((row,)).to_markdown()
+    body = text.splitlines()[2]
+    unescaped = body.replace("\\|", "")
+    assert unescaped.count("|") == text.splitlines()[0].count("|")

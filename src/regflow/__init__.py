@@ -36,20 +36,23 @@ from ._spectra import (  # noqa: E402
 from ._compare import Agreement, agreement_order, map_error  # noqa: E402
 from ._sweep import sweep  # noqa: E402
 from ._catalogue import Entry, Method, catalogue, entry, get_entry  # noqa: E402
-from ._claims import (  # noqa: E402
+from .claims import (  # noqa: E402
     Agrees,
     Claim,
     Conserved,
+    Context,
     Decays,
     EquilibriumSet,
     GrowsLike,
     Holds,
     Monotone,
+    Perturbation,
     Report,
     Row,
     Spectrum,
     StaysIn,
     StepRatio,
+    Trace,
     check,
 )
 
@@ -62,5 +65,5 @@ __all__ = [
     "map_error", "agreement_order", "Agreement", "sweep",
     "Method", "Entry", "entry", "catalogue", "get_entry",
     "Claim", "Conserved", "Decays", "Monotone", "StaysIn", "Spectrum", "EquilibriumSet", "Agrees", "StepRatio", "GrowsLike", "Holds",
-    "Report", "Row", "check",
+    "Report", "Row", "Trace", "Context", "Perturbation", "check",
 ]

@@ -34,7 +34,9 @@ class Method:
     (n, dim) the points where pointwise claims are evaluated (default: ``y0``), ``view`` the
     default phase-portrait window (``x``, ``y``, ``xlim``, ``ylim``, ``invariant``, ``minima``),
     ``options`` extra keywords of `integrate` for runs of the flow (``method``, ``rtol``, ``dt``,
-    ``backend`` ...; e.g. a fixed-step method for a non-smooth ReLU flow)."""
+    ``backend`` ...; e.g. a fixed-step method for a non-smooth ReLU flow).  ``map_at`` gives the
+    map at another step size (``dt -> Map``) for order fits.  ``perturbations`` are wrong versions
+    of the systems (`rf.Perturbation`) that falsification checks the claims against."""
 
     flow: ODE | SDE
     map: Map | None = None
@@ -48,6 +50,8 @@ class Method:
     seed: int = 0
     view: dict | None = None
     options: dict = dataclasses.field(default_factory=dict)
+    map_at: Callable[[float], Map] | None = None
+    perturbations: Sequence[Any] = ()
 
     def __post_init__(self):
         if not isinstance(self.flow, (ODE, SDE)):
@@ -60,6 +64,9 @@ class Method:
         if self.samples is not None:
             object.__setattr__(self, "samples", batch_of(self.samples, "samples"))
         object.__setattr__(self, "claims", tuple(self.claims))
+        object.__setattr__(self, "perturbations", tuple(self.perturbations))
+        if self.map_at is not None and not callable(self.map_at):
+            raise TypeError(f"map_at must be a function dt -> rf.Map, got {type(self.map_at).__name__}")
 
     @property
     def points(self):
