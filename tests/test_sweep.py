@@ -16,8 +16,9 @@ import pytest
 import xarray as xr
 
 import regflow as rf
+import regflow._sweep
 from regflow._progress import ENV_VAR, progress_bar, progress_enabled
-from regflow._sweep import CHUNK_FILE, MANIFEST, POINT_SEED, RESULT_FILE, point_seeds, sweep
+from regflow._sweep import CHECKSUM_FILE, CHUNK_FILE, MANIFEST, POINT_SEED, RESULT_FILE, point_seeds, sweep
 
 GRID = {"theta": [0.5, 1.0, 2.0], "sigma": [0.1, 0.3]}
 T1, DT, PATHS = 1.0, 0.01, 256
@@ -85,6 +86,12 @@ def cheap_sweep(**options):
     return sweep(identity, CHEAP_GRID, progress=False, **options)
 
 
+def sweep_files(n_chunks, result=True):
+    """The files of a finished ``out`` directory: manifest, chunks and their checksums, result."""
+    chunks = [f.format(i) for i in range(n_chunks) for f in (CHUNK_FILE, CHECKSUM_FILE)]
+    return sorted([MANIFEST] + chunks + ([RESULT_FILE] if result else []))
+
+
 # ----------------------------------------------------------------------------- the Dataset
 
 
@@ -150,7 +157,7 @@ def test_resume_computes_only_missing_chunks(tmp_path, local):
     first_run = counting(variances)
     first = ou_sweep(out=out, chunk_size=2, run=first_run)
     assert first_run.calls == 6
-    assert sorted(os.listdir(out)) == sorted([MANIFEST, RESULT_FILE] + [CHUNK_FILE.format(i) for i in range(3)])
+    assert sorted(os.listdir(out)) == sweep_files(3)
     xr.testing.assert_identical(first, local)
     xr.testing.assert_identical(xr.load_dataset(out / RESULT_FILE, engine="scipy"), first)  # float64 exact
 
@@ -167,31 +174,44 @@ def test_resume_computes_only_missing_chunks(tmp_path, local):
     assert third_run.calls == 0
 
 
-def test_failure_keeps_finished_chunks(tmp_path):
-    def flaky(params, seed):
-        if params["a"] == 3.0:
+def failing_while(flag):
+    """``cheap_run`` that fails at a = 3 while the file ``flag`` exists (a passing outage: the
+    code does not change, so a rerun resumes)."""
+
+    def run(params, seed):
+        if params["a"] == 3.0 and os.path.exists(flag):
             raise RuntimeError("boom")
         return cheap_run(params, seed)
 
-    out = tmp_path / "s"
+    return run
+
+
+def test_failure_keeps_finished_chunks(tmp_path):
+    out, flag = tmp_path / "s", tmp_path / "outage"
+    flag.touch()
+    flaky = counting(failing_while(str(flag)))
     with pytest.raises(RuntimeError, match="boom") as info:
         cheap_sweep(run=flaky, out=out, chunk_size=1)
     if sys.version_info >= (3, 11):  # exceptions carry notes
         assert "at grid point {'a': 3.0, 'b': 10}" in info.value.__notes__[-1]
-    assert sorted(f for f in os.listdir(out) if f.startswith("chunk-")) == [CHUNK_FILE.format(i) for i in range(4)]
-    resumed = counting(cheap_run)
-    xr.testing.assert_identical(cheap_sweep(run=resumed, out=out, chunk_size=1), cheap_sweep())
-    assert resumed.calls == 2
+    assert sorted(f for f in os.listdir(out) if f.startswith("chunk-")) == sweep_files(4, result=False)[:-1]
+    flag.unlink()
+    flaky.calls = 0
+    xr.testing.assert_identical(cheap_sweep(run=flaky, out=out, chunk_size=1).drop_attrs(),
+                                cheap_sweep().drop_attrs())
+    assert flaky.calls == 2
+    assert sorted(os.listdir(out)) == sweep_files(6)
 
 
 def test_unreadable_chunk_is_recomputed(tmp_path):
     out = tmp_path / "s"
-    reference = cheap_sweep(out=out, chunk_size=2)
+    run = counting(cheap_run)
+    reference = cheap_sweep(out=out, chunk_size=2, run=run)
     (out / CHUNK_FILE.format(0)).write_bytes(b"not a zip file")
-    rerun = counting(cheap_run)
-    with pytest.warns(RuntimeWarning, match="computing chunk 0 again"):
-        again = cheap_sweep(run=rerun, out=out, chunk_size=2)
-    assert rerun.calls == 2
+    run.calls = 0
+    with pytest.warns(RuntimeWarning, match="chunk-0.npz does not match its checksum .* computing chunk 0 again"):
+        again = cheap_sweep(run=run, out=out, chunk_size=2)
+    assert run.calls == 2
     xr.testing.assert_identical(again, reference)
 
 
@@ -207,7 +227,7 @@ def test_mismatched_manifest_is_refused(tmp_path, change, match):
     cheap_sweep(out=out, chunk_size=2)
     options = {"out": out, "chunk_size": 2, "run": cheap_run, "progress": False} | change
     grid = options.pop("grid", CHEAP_GRID)
-    with pytest.raises(ValueError, match=match + ".*choose another out directory, or delete"):
+    with pytest.raises(ValueError, match=match + ".*pass recompute=True .*choose another out directory, or delete"):
         sweep(identity, grid, **options)
 
 
@@ -240,21 +260,27 @@ def test_dask_cluster_matches_local_run(tmp_path, local, client):
     xr.testing.assert_identical(xr.load_dataset(tmp_path / "dask" / RESULT_FILE, engine="scipy"), local)
 
 
-def fails_at_a2_b20(params, seed):
-    if params == {"a": 2.0, "b": 20}:
+def fails_at_a2_b20_while(params, seed, flag):
+    if params == {"a": 2.0, "b": 20} and os.path.exists(flag):
         raise RuntimeError("boom")
     return cheap_run(params, seed)
 
 
-def test_dask_failure_keeps_finished_chunks(tmp_path, client):
-    out = tmp_path / "s"
+def test_dask_failure_keeps_finished_chunks(tmp_path, client, monkeypatch):
+    out, flag = tmp_path / "s", tmp_path / "outage"
+    flag.touch()
+    run = functools.partial(fails_at_a2_b20_while, flag=str(flag))
     with pytest.raises(RuntimeError, match="boom"):
-        cheap_sweep(run=fails_at_a2_b20, executor=client, out=out, chunk_size=1)
-    saved = [f for f in os.listdir(out) if f.startswith("chunk-")]
+        cheap_sweep(run=run, executor=client, out=out, chunk_size=1)
+    saved = [f for f in os.listdir(out) if f.startswith("chunk-") and f.endswith(".npz")]
     assert CHUNK_FILE.format(3) not in saved
-    resumed = counting(cheap_run)  # finish here: executors are interchangeable
-    xr.testing.assert_identical(cheap_sweep(run=resumed, out=out, chunk_size=1), cheap_sweep())
-    assert resumed.calls == 6 - len(saved)
+    flag.unlink()
+    reference = cheap_sweep()
+    chunks, real = [], regflow._sweep.run_chunk  # finish here: executors are interchangeable
+    monkeypatch.setattr(regflow._sweep, "run_chunk", lambda *a: chunks.append(a[2]) or real(*a))
+    finished = cheap_sweep(run=run, out=out, chunk_size=1)
+    xr.testing.assert_identical(finished.drop_attrs(), reference.drop_attrs())
+    assert len(chunks) == 6 - len(saved)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -13,10 +13,12 @@ How the work is split and where it runs never changes the numbers:
 * Consecutive points are grouped into chunks of ``chunk_size``.  A chunk is the pure
   function `run_chunk` of ``(factory, run, params, seeds)``; it runs here or on a Dask
   worker, and the Dataset is the same bit for bit.
-* With ``out=DIR`` every finished chunk is saved at once (atomically) to
-  ``DIR/chunk-<i>.npz`` next to ``DIR/manifest.json`` (grid, seed, chunk size).  A rerun
-  with the same ``out`` loads the saved chunks and computes only the missing ones; one
-  with a different grid, seed or chunk size is refused.  The finished Dataset is written to
+* With ``out=DIR`` every finished chunk is saved at once (atomically, fsynced, with a
+  sha256 checksum) to ``DIR/chunk-<i>.npz`` next to ``DIR/manifest.json`` (grid, seed,
+  chunk size, fingerprints of ``factory`` and ``run``).  A rerun with the same ``out``
+  loads the saved chunks and computes only the missing or damaged ones; one with a
+  different grid, seed, chunk size, ``factory`` or ``run`` is refused unless
+  ``recompute=True`` (`regflow._sweep_store`).  The finished Dataset is written to
   ``DIR/sweep.nc`` (netCDF3 through scipy: float64 round-trips exactly; int64 is stored as
   int32).
 """
@@ -25,48 +27,35 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
-import os
 import re
-import uuid
-import warnings
-import zipfile
 from collections.abc import Mapping
 from typing import Any, Callable
 
 import jax
 import numpy as np
 
+from ._fingerprint import fingerprint, qualname
 from ._progress import progress_bar
+from ._sweep_store import CHECKSUM_FILE, CHUNK_FILE, MANIFEST, RESULT_FILE, Store, manifest  # noqa: F401
 from ._tree import is_number_list, path_name
 from ._versions import versions
 
-#: Version of the files written to ``out``.
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-RESULT_FILE = "sweep.nc"
-CHUNK_FILE = "chunk-{}.npz"
 #: Without ``chunk_size`` the grid is cut into at most this many chunks.
 DEFAULT_CHUNKS = 20
 #: Seeds live in ``[0, SEED_LIMIT)``: int32, which netCDF3 stores and JAX takes without x64.
 SEED_LIMIT = 2**31
-#: netCDF engine and format of ``sweep.nc``; scipy is a core dependency of regflow.
-NETCDF = {"engine": "scipy", "format": "NETCDF3_64BIT"}
 #: Name of the data variable holding each grid point's seed.
 POINT_SEED = "point_seed"
 #: numpy dtype kinds allowed in results (bool, int, uint, float) and in grid values (+ str).
 RESULT_KINDS = "biuf"
 GRID_KINDS = "biufU"
-#: Manifest entries that must match for a rerun to reuse ``out``.
-MANIFEST_KEYS = ("grid", "seed", "chunk_size")
-_RESULT_PREFIX = "result_"
 _GRID_EXAMPLE = "{'lr': [0.01, 0.1], 'batch': [8, 32]}"
 
 
 def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_size: int | None = None,
           executor=None, progress: bool | None = None, seed: int = 0, dims: Mapping | None = None,
-          coords: Mapping | None = None, description: str | None = None):
+          coords: Mapping | None = None, description: str | None = None, recompute: bool = False):
     r"""Run ``run(factory(**params), seed)`` at every point of a parameter grid.
 
     Parameters
@@ -81,8 +70,11 @@ def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_si
         A pytree value (the final parameters, a dict of matrices) gives one variable per
         leaf, ``<name>_<leaf path>``.
     out : directory to save chunks, ``manifest.json`` and the final ``sweep.nc`` in; a
-        rerun with the same ``out`` resumes (one sweep writes to an ``out`` at a time).
-        ``None``: keep nothing on disk.
+        rerun with the same ``out`` resumes: finished chunks are reused, missing or damaged
+        ones (a warning names them) computed.  A rerun with another grid, seed, chunk size,
+        ``factory`` or ``run`` (their code, defaults, closure values or the module-level
+        values they read, see `regflow._fingerprint`) is refused: the saved results would be
+        stale.  One sweep writes to an ``out`` at a time.  ``None``: keep nothing on disk.
     chunk_size : grid points per chunk, the unit of work, saving and progress (default:
         the grid cut into at most ``DEFAULT_CHUNKS`` chunks).
     executor : ``None`` runs here; a ``dask.distributed.Client`` runs the chunks on its
@@ -95,6 +87,9 @@ def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_si
         (default ``"<name>_dim<k>"``).
     coords : coordinates of those axes, e.g. ``{"time": ts}``.
     description : text kept in ``attrs["description"]`` (default: what was swept).
+    recompute : discard what ``out`` holds and compute every chunk again (after changing
+        ``run`` or ``factory``, or something they read that the fingerprint cannot see, such
+        as a data file).  Drop it again to resume later runs.
 
     Returns
     -------
@@ -126,13 +121,18 @@ def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_si
     client = _check_executor(executor)
     if description is not None and not isinstance(description, str):
         raise TypeError(f"description must be a str, got {type(description).__name__}")
+    if not isinstance(recompute, (bool, np.bool_)):
+        raise TypeError(f"recompute must be True or False, got {recompute!r}")
 
     seeds = point_seeds(seed, grid.size)
     bounds = [(start, min(start + chunk_size, grid.size)) for start in range(0, grid.size, chunk_size)]
     store = None
     if out is not None:
-        manifest = _manifest(grid, seed, chunk_size, len(bounds), factory, run)
-        store = _Store.open(out, manifest)
+        callables = {"factory": factory, "run": run}
+        store = Store.open(out, manifest(grid, seed, chunk_size, len(bounds),
+                                         {k: qualname(fn) for k, fn in callables.items()},
+                                         {k: fingerprint(fn) for k, fn in callables.items()}),
+                           recompute=bool(recompute))
     parts = {} if store is None else store.load(bounds, seeds)
     schema = _Schema(grid, dims, coords)
     for i in sorted(parts):
@@ -153,8 +153,8 @@ def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_si
     attrs = {
         "description": description if description is not None else _describe(grid, factory, run),
         "seed": seed,
-        "factory": _qualname(factory),
-        "run": _qualname(run),
+        "factory": qualname(factory),
+        "run": qualname(run),
         "regflow_version": versions()["regflow"],
     }
     ds = schema.dataset([parts[i] for i in range(len(bounds))], seeds, attrs)
@@ -283,7 +283,7 @@ class _Schema:
             self.layout, self.first = layout, i
             return
         _same_layout(layout, self.layout, f"chunk {i}", f"chunk {self.first}",
-                     "; if run changed since the chunks in out were saved, delete out or choose another")
+                     "; if run changed since the chunks in out were saved, pass recompute=True")
 
     def dataset(self, parts, seeds, attrs):
         import xarray as xr
@@ -457,135 +457,6 @@ def _check_executor(executor):
                     f"e.g. executor=Client(LocalCluster())")
 
 
-def _qualname(fn) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
-
-
 def _describe(grid, factory, run) -> str:
-    return (f"regflow.sweep: {_qualname(run)} on {_qualname(factory)}(...) over {grid.summary()} "
+    return (f"regflow.sweep: {qualname(run)} on {qualname(factory)}(...) over {grid.summary()} "
             f"({grid.size} points); point_seed is the seed each point ran with")
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def _manifest(grid, seed, chunk_size, n_chunks, factory, run) -> dict:
-    return {
-        "format": FORMAT_VERSION,
-        "kind": "regflow.sweep",
-        "grid": grid.to_json(),
-        "seed": seed,
-        "chunk_size": chunk_size,
-        "n_points": grid.size,
-        "n_chunks": n_chunks,
-        "factory": _qualname(factory),
-        "run": _qualname(run),
-    }
-
-
-def _atomic_write(path, write):
-    """``write(tmp_path)`` then rename onto ``path``: readers never see half a file."""
-    directory, base = os.path.split(path)
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-class _Store:
-    """The ``out`` directory of a sweep: manifest, one file per finished chunk, the result."""
-
-    def __init__(self, path):
-        self.path = path
-
-    @classmethod
-    def open(cls, out, manifest) -> "_Store":
-        if not isinstance(out, (str, os.PathLike)):
-            raise TypeError(f"out must be a directory path (str or os.PathLike) or None, got {type(out).__name__}")
-        path = os.fspath(out)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(f"out={path!r} is a file; out must be a directory (it is created if missing)")
-        os.makedirs(path, exist_ok=True)
-        store = cls(path)
-        manifest_path = os.path.join(path, MANIFEST)
-        if os.path.exists(manifest_path):
-            store._compare(manifest_path, manifest)
-            return store
-        leftovers = [f for f in os.listdir(path) if f.startswith("chunk-") or f == RESULT_FILE]
-        if leftovers:
-            raise ValueError(f"out={path!r} holds sweep files {sorted(leftovers)[:3]} but no {MANIFEST}; "
-                             f"choose another out directory, or delete {path!r} to start this sweep afresh")
-        _atomic_write(manifest_path, lambda tmp: _write_text(tmp, json.dumps(manifest, indent=2)))
-        return store
-
-    def _compare(self, manifest_path, manifest):
-        fresh = f"choose another out directory, or delete {self.path!r} to start this sweep afresh"
-        try:
-            with open(manifest_path) as fh:
-                saved = json.load(fh)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"cannot read {manifest_path} ({err}); {fresh}") from None
-        if saved.get("format") != FORMAT_VERSION or saved.get("kind") != "regflow.sweep":
-            raise ValueError(f"{manifest_path} is not a regflow sweep manifest of format {FORMAT_VERSION}; {fresh}")
-        new = json.loads(json.dumps(manifest))
-        # compared as JSON text, so 1 and 1.0 (int and float grids) differ
-        differ = [key for key in MANIFEST_KEYS if json.dumps(saved.get(key)) != json.dumps(new[key])]
-        if differ:
-            shown = {"grid": lambda g: " x ".join(f"{n}{v}" for n, v in g)}
-            detail = "; ".join(f"{key}: saved {shown.get(key, repr)(saved.get(key))}, this call "
-                               f"{shown.get(key, repr)(new[key])}" for key in differ)
-            raise ValueError(f"out={self.path!r} holds a sweep with a different {', '.join(differ)} ({detail}); {fresh}")
-
-    def chunk_path(self, i) -> str:
-        return os.path.join(self.path, CHUNK_FILE.format(i))
-
-    def load(self, bounds, seeds) -> dict[int, dict[str, np.ndarray]]:
-        """The chunks saved by earlier runs (an unreadable file is reported and recomputed)."""
-        parts = {}
-        for i, (a, b) in enumerate(bounds):
-            path = self.chunk_path(i)
-            if not os.path.exists(path):
-                continue
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    header = json.loads(str(data["header"]))
-                    index, saved_seeds = data["index"], data["seeds"]
-                    part = {k[len(_RESULT_PREFIX):]: data[k] for k in data.files if k.startswith(_RESULT_PREFIX)}
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-                warnings.warn(f"cannot read {path} ({err}); computing chunk {i} again", RuntimeWarning, stacklevel=3)
-                continue
-            if (header.get("format") != FORMAT_VERSION or header.get("chunk") != i
-                    or not np.array_equal(index, np.arange(a, b)) or not np.array_equal(saved_seeds, seeds[a:b])):
-                raise ValueError(f"{path} does not belong to the sweep in {MANIFEST}; delete it to compute chunk {i} again")
-            parts[i] = part
-        return parts
-
-    def save(self, i, part, bound, seeds):
-        a, b = bound
-        arrays = {_RESULT_PREFIX + name: values for name, values in part.items()}
-        arrays.update(header=np.array(json.dumps({"format": FORMAT_VERSION, "chunk": i})),
-                      index=np.arange(a, b), seeds=seeds[a:b])
-
-        def write(tmp):
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-
-        _atomic_write(self.chunk_path(i), write)
-
-    def save_result(self, ds):
-        path = os.path.join(self.path, RESULT_FILE)
-        try:
-            _atomic_write(path, lambda tmp: ds.to_netcdf(tmp, **NETCDF))
-        except (ValueError, TypeError, OSError) as err:
-            warnings.warn(f"could not write {path} ({err}); the chunks in {self.path!r} are complete and the "
-                          f"Dataset is returned: save it yourself, e.g. ds.to_netcdf(..., engine='h5netcdf')",
-                          RuntimeWarning, stacklevel=3)
-
-
-def _write_text(path, text):
-    with open(path, "w") as fh:
-        fh.write(text + "\n")
