@@ -166,3 +166,51 @@ def test_markdown_cells_are_escaped():
     body = text.splitlines()[2]
     unescaped = body.replace("\\|", "")
     assert unescaped.count("|") == text.splitlines()[0].count("|")
+
+
+def _decay_method(claims, **kw):
+    """dw/dt = -w (gradient flow of |w|^2 / 2), GD at lr 0.1: closed forms everywhere."""
+    quad = lambda w, a: 0.5 * w @ w  # noqa: E731
+    return rf.Method(flow=rf.gradient_flow(quad), map=rf.gradient_descent(quad, lr=0.1), y0=[[1.0, 2.0], [-1.0, 0.5]],
+                     t1=1.0, steps=10, claims=claims, map_at=lambda h: rf.gradient_descent(quad, lr=h), **kw)
+
+
+def test_typed_claims_pass_when_true_and_fail_when_false():
+    sq = lambda w, a: w @ w  # noqa: E731
+    true = [
+        rf.AtHorizon(sq, predict=lambda y0, a: np.exp(-2.0) * (y0 @ y0), tol=1e-7),
+        rf.AtHorizon(sq, predict=lambda y0, a: 0.9 ** 20 * (y0 @ y0), on="map", tol=1e-12),
+        rf.Formula(lambda w, a: -2 * w @ w, rate_of=sq),
+        rf.Formula(lambda w, a: -w, field=True),
+        rf.Formula(lambda w, a: 0.9 * w, step=True),
+        rf.OrderFit(lambda m, h: abs(float(rf.iterate(m.map_at(h), m.start(0), round(1 / h)).flat[-1, 0])
+                                     - np.exp(-1.0)), order=1.0),
+        rf.Refuted(lambda w, a: -w @ w, correct=lambda w, a: -2 * w @ w),
+    ]
+    false = [
+        rf.AtHorizon(sq, predict=lambda y0, a: np.exp(-1.0) * (y0 @ y0)),
+        rf.Formula(lambda w, a: -w @ w, rate_of=sq),
+        rf.Formula(lambda w, a: -2 * w, field=True),
+        rf.OrderFit(lambda m, h: h ** 2, order=1.0),
+    ]
+    report = rf.check(_decay_method(true + false))
+    rows = report.rows
+    assert [r.passed for r in rows[:7]] == [True] * 7, rf.Report(rows[:7])
+    assert not any(r.passed for r in rows[7:])
+    assert all(r.trace is not None for r in rows)
+    # every row of a true claim but the refutation is caught by a perturbation
+    verdicts = [r.verdict for r in rf.check(_decay_method(true), falsify=True).rows]
+    assert all(v.startswith("falsified") for v in verdicts[:6]), verdicts
+    assert verdicts[6].startswith("identity")
+
+
+def test_same_limit_is_start_independent_only_when_it_is():
+    quad = lambda w, a: 0.5 * jnp.sum((w - 1.0) ** 2)  # noqa: E731
+    method = rf.Method(flow=rf.gradient_flow(quad), y0=[[0.0, 3.0], [2.0, -1.0]], t1=30.0, claims=[
+        rf.SameLimit(lambda w, a: w, limit=[1.0, 1.0]), rf.SameLimit(lambda w, a: w[0] - w[1] + 0 * w @ w)])
+    rows = rf.check(method).rows
+    assert [r.passed for r in rows] == [True, True, True]
+    shear = rf.ODE(lambda t, w, a: jnp.array([0.0, -w[1]]))  # w[0] stays where it starts
+    rows = rf.check(rf.Method(flow=shear, y0=[[0.0, 3.0], [2.0, -1.0]], t1=30.0,
+                              claims=[rf.SameLimit(lambda w, a: w)])).rows
+    assert not rows[0].passed

@@ -38,6 +38,11 @@ from ._sweep import sweep  # noqa: E402
 from ._catalogue import Entry, Method, catalogue, entry, get_entry  # noqa: E402
 from .claims import (  # noqa: E402
     Agrees,
+    AtHorizon,
+    Formula,
+    OrderFit,
+    Refuted,
+    SameLimit,
     Claim,
     Conserved,
     Context,
@@ -65,5 +70,6 @@ __all__ = [
     "map_error", "agreement_order", "Agreement", "sweep",
     "Method", "Entry", "entry", "catalogue", "get_entry",
     "Claim", "Conserved", "Decays", "Monotone", "StaysIn", "Spectrum", "EquilibriumSet", "Agrees", "StepRatio", "GrowsLike", "Holds",
+    "AtHorizon", "SameLimit", "Formula", "Refuted", "OrderFit",
     "Report", "Row", "Trace", "Context", "Perturbation", "check",
 ]

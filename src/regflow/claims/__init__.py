@@ -13,7 +13,12 @@ check share their runs through a `Context`.  The claim types:
 | `GrowsLike` | a quantity follows a law up to an affine fit |
 | `Spectrum` | Hessian or Jacobian eigenvalues at points match a formula |
 | `EquilibriumSet` | equilibria lie on a set, with a kind and zero modes |
+| `AtHorizon` | a quantity at the end of the runs equals a prediction |
+| `SameLimit` | runs from every start end at the same value |
+| `Formula` | a paper's formula equals the system's field, step, dq/dt, or a closed form at points |
+| `Refuted` | a printed formula differs from the correct one (an identity by construction) |
 | `Agrees` | the map tracks the flow with a fitted order |
+| `OrderFit` | an error over a family of step sizes shrinks with a fitted order |
 | `StepRatio` | one map step multiplies a quantity by a bounded factor |
 | `Holds` | a figure computed by a function lies in an interval (the escape hatch) |
 
@@ -24,8 +29,10 @@ from ._base import GRADES, Claim
 from ._check import check, check_method
 from ._context import Context
 from ._flow import Conserved, Decays, GrowsLike, Monotone, StaysIn
+from ._formula import Formula, Refuted
 from ._holds import Holds
-from ._maps import Agrees, StepRatio
+from ._horizon import AtHorizon, SameLimit
+from ._maps import Agrees, OrderFit, StepRatio
 from ._perturb import Perturbation, perturbations
 from ._points import EquilibriumSet, Spectrum
 from ._rows import Report, Row, Trace
@@ -33,5 +40,5 @@ from ._rows import Report, Row, Trace
 __all__ = [
     "Claim", "GRADES", "Context", "check", "check_method", "Report", "Row", "Trace",
     "Conserved", "Decays", "Monotone", "StaysIn", "GrowsLike", "Spectrum", "EquilibriumSet",
-    "Agrees", "StepRatio", "Holds", "Perturbation", "perturbations",
+    "Agrees", "StepRatio", "Holds", "AtHorizon", "SameLimit", "Formula", "Refuted", "OrderFit", "Perturbation", "perturbations",
 ]

@@ -88,3 +88,30 @@ class StepRatio(Claim):
                           f"in ({self.lo:.6g}, {self.hi:.6g}]", ok,
                           Trace(np.arange(len(ratios)), ratios, "step (sorted by ratio)", "q after / q before",
                                 "points", self.hi))]
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderFit(Claim):
+    r"""An error shrinks like :math:`dt^{\text{order}}` over a family of step sizes:
+    ``error(method, dt) -> float`` for ``dt`` in ``steps`` (e.g. the distance between the
+    method's map at step ``dt`` and a modified flow, or a weak error of an SME), the order fitted
+    as the log-log slope.  ``error`` receives the method so that it measures its systems."""
+
+    error: Callable = None
+    order: float = 1.0
+    steps: Sequence[float] = ORDER_STEPS
+    tol: float = ORDER_TOL
+    what: str = "error"
+
+    def rows(self, ctx):
+        steps = np.asarray(self.steps, dtype=float)
+        errors = np.array([float(self.error(ctx.method, float(h))) for h in steps])
+        if not np.all(np.isfinite(errors) & (errors > 0)):
+            raise ValueError(f"OrderFit needs positive finite errors, got {errors}")
+        fitted = float(np.polyfit(np.log(steps), np.log(errors), 1)[0])
+        slope = (steps, errors[0] * (steps / steps[0]) ** self.order, f"slope {self.order:g}")
+        title = f"OrderFit({self.name or label(self.error, None)}, order={self.order:g})"
+        return [self._row(ctx, title, f"fitted order of the {self.what} over dt={list(self.steps)} "
+                          f"(errors {errors[0]:.2g}..{errors[-1]:.2g})", fitted, f"{self.order:g} +- {self.tol:g}",
+                          abs(fitted - self.order) < self.tol,
+                          Trace(steps, errors, "step size dt", self.what, "loglog", slope))]
