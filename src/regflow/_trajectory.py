@@ -6,19 +6,21 @@ import dataclasses
 import functools
 import json
 import os
-import tempfile
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _tree
+from . import _files, _tree
+from . import _trajectory_file as _file
 from ._compiled import bind_quantity, split
+from ._trajectory_file import FORMAT_VERSION, READABLE_FORMATS, SUFFIX  # noqa: F401
 
-#: Version of files written by `Trajectory.save` (version 1, flat states only, still loads).
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+#: Status words: ``"ok"``, or a status starting with one of these and naming the time.
+STATUS_WORDS = ("diverged", "failed")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -56,26 +58,48 @@ class Trajectory:
     structure: Any = None
 
     def __post_init__(self):
+        object.__setattr__(self, "t", _check_times(self.t))
         if self.structure is None:
-            y = np.asarray(self.y)
+            y = _real_array(self.y, "y")
             if y.ndim not in (2, 3):
                 raise ValueError(f"y must have shape (n, dim) or (paths, n, dim) for a vector state, got {y.shape}; "
                                  f"for pytree states use Trajectory.from_flat(t, flat, structure)")
             object.__setattr__(self, "y", y)
-            object.__setattr__(self, "structure", _tree.structure_of(y[(0,) * (y.ndim - 1)], "y")[0])
+            object.__setattr__(self, "structure", _tree.structure_of(np.zeros(y.shape[-1]), "y")[0])
+        elif not isinstance(self.structure, _tree.Structure):
+            raise TypeError(f"structure must be a regflow Structure (from Trajectory.from_flat), got "
+                            f"{type(self.structure).__name__}")
+        lead = _leading_axes(self.y, self.structure)
+        if lead[-1] != len(self.t):
+            raise ValueError(f"y holds {lead[-1]} states (leading axes {lead}) but t has {len(self.t)} times; give "
+                             f"one time per saved state")
         if self.ensemble is None:
-            object.__setattr__(self, "ensemble", self.flat.ndim == 3)
+            object.__setattr__(self, "ensemble", len(lead) == 2)
+        if not isinstance(self.ensemble, (bool, np.bool_)) or bool(self.ensemble) != (len(lead) == 2):
+            raise ValueError(f"ensemble={self.ensemble!r} but y has leading axes {lead}: (paths, n) for an ensemble, "
+                             f"(n,) for one path; leave ensemble=None to read it from y")
+        object.__setattr__(self, "ensemble", bool(self.ensemble))
         if self.names is None and self.structure.trivial:
             object.__setattr__(self, "names", tuple(f"y{i}" for i in range(self.structure.size)))
         if self.names is not None:
-            object.__setattr__(self, "names", tuple(self.names))
+            object.__setattr__(self, "names", _check_names(self.names, self.structure.size))
+        _check_status(self.status)
+        if self.diverged_at is not None:
+            object.__setattr__(self, "diverged_at", _check_diverged_at(self.diverged_at, self.paths))
+        if not isinstance(self.meta, Mapping):
+            raise TypeError(f"meta must be a dict, got {type(self.meta).__name__}")
+        object.__setattr__(self, "meta", dict(self.meta))
 
     @classmethod
     def from_flat(cls, t, flat, structure, **fields) -> "Trajectory":
         """A trajectory from flat states ``(n, dim)`` / ``(paths, n, dim)`` of a `Structure`."""
-        flat = np.asarray(flat)
-        traj = cls(t=np.asarray(t), y=flat if structure.trivial else structure.unravel(flat), structure=structure,
-                   **fields)
+        if not isinstance(structure, _tree.Structure):
+            raise TypeError(f"structure must be a regflow Structure, got {type(structure).__name__}")
+        flat = _real_array(flat, "flat")
+        if flat.ndim not in (2, 3) or flat.shape[-1] != structure.size:
+            raise ValueError(f"flat must have shape (n, {structure.size}) or (paths, n, {structure.size}) for a state "
+                             f"{structure.describe()}, got {flat.shape}")
+        traj = cls(t=t, y=flat if structure.trivial else structure.unravel(flat), structure=structure, **fields)
         traj.__dict__["flat"] = flat
         return traj
 
@@ -127,17 +151,26 @@ class Trajectory:
         Returns ``((paths,) n, *q_shape)``: scalars give ``(n,)`` or ``(paths, n)``; an array- or
         pytree-valued quantity (e.g. the balancedness matrix of two layers) gives those shapes,
         leaf by leaf.  Compiled once per quantity and state structure (``args`` are inputs)."""
+        unknown_args = args is None and "args_value" not in self.meta
         args = self.meta.get("args_value") if args is None else args
         lead = self.flat.shape[:-1]
         dynamic, static = split((q,))
-        values = _evaluator(static, self.structure)(jnp.asarray(self.flat.reshape(-1, self.flat.shape[-1])),
-                                                    (dynamic, args))
+        try:
+            values = _evaluator(static, self.structure)(jnp.asarray(self.flat.reshape(-1, self.flat.shape[-1])),
+                                                        (dynamic, args))
+        except Exception as err:
+            if unknown_args and hasattr(err, "add_note"):
+                err.add_note("regflow: this trajectory carries no args (built without them, or loaded from a file "
+                             "that did not keep them), so q got args=None; pass them: traj.evaluate(q, args=...)")
+            raise
         return jax.tree_util.tree_map(lambda v: np.asarray(v).reshape(*lead, *v.shape[1:]), values)
 
     def to_xarray(self):
         """For a vector state an ``xarray.DataArray`` with dims ``(path,) time, var`` and the
         names as coordinates; for a pytree state an ``xarray.Dataset`` with one variable per
-        leaf, named by its pytree path (dims ``(path,) time, <leaf>_0, <leaf>_1 ...``)."""
+        leaf, named by its pytree path (dims ``(path,) time, <leaf>_0, <leaf>_1 ...``).
+        ``attrs`` hold the status, ``diverged_at`` (an ensemble's per-path times, ``inf`` for
+        paths that did not diverge) and the metadata (as JSON text)."""
         import xarray as xr
 
         lead = ("path", "time") if self.is_ensemble else ("time",)
@@ -145,6 +178,8 @@ class Trajectory:
         if self.is_ensemble:
             coords["path"] = np.arange(self.paths)
         attrs = {"status": self.status, **{k: json.dumps(v) for k, v in _jsonable_meta(self.meta).items()}}
+        if self.diverged_at is not None:
+            attrs["diverged_at"] = np.asarray(self.diverged_at)
         if self.structure.trivial:
             return xr.DataArray(self.flat, dims=(*lead, "var"), coords={**coords, "var": list(self.coordinate_names)},
                                 name="y", attrs=attrs)
@@ -156,15 +191,26 @@ class Trajectory:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def save(self, path, *, overwrite: bool = False) -> str:
-        """Save losslessly to ``path`` (``.npz``), the pytree structure included (dicts,
-        lists and tuples rebuild on `load`; other containers load as a dict by leaf path,
-        or pass ``like=``).  Refuses to replace an existing file unless ``overwrite=True``;
-        the write is atomic, so a crash never leaves half a file."""
-        path = os.fspath(path)
-        if not path.endswith(".npz"):
-            path += ".npz"
-        if os.path.exists(path) and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it or choose another path")
+        """Save losslessly to ``path`` in numpy's ``.npz`` format; returns the path written.
+
+        ``path`` ends in ``.npz`` (a path without a suffix gets ``.npz``; other suffixes are
+        refused: use `to_xarray` for netCDF or CSV).  Kept: times, states, names, status,
+        ``diverged_at``, metadata, the pytree structure (dicts, lists and tuples rebuild on
+        `load`; other containers load as a dict by leaf path, or pass ``like=``) and ``args``
+        when they are numbers, strings, arrays and dicts, lists or tuples of them (else they
+        are left out, with a warning).
+
+        The file is written to a temporary beside it, fsynced, then put in place in one step:
+        it is complete or absent, even after a crash.  An existing file is never replaced
+        unless ``overwrite=True``; of two processes saving to one new path at once, one
+        succeeds and the other gets `FileExistsError`.
+        """
+        path = _file.npz_path(path)
+        _files.check_target(path, overwrite=overwrite)
+        arrays = self._file_arrays(path)
+        return _files.write_file(path, lambda fh: np.savez(fh, **arrays), overwrite=overwrite)
+
+    def _file_arrays(self, path) -> dict[str, np.ndarray]:
         header = {
             "format": FORMAT_VERSION,
             "names": None if self.names is None else list(self.names),
@@ -175,50 +221,65 @@ class Trajectory:
                           "skeleton": _tree.skeleton(self.structure)},
             "meta": _jsonable_meta(self.meta),
         }
-        arrays = {"t": self.t, "y": self.flat, "header": np.array(json.dumps(header))}
+        arrays = {"t": self.t, "y": self.flat}
         if self.diverged_at is not None:
             arrays["diverged_at"] = self.diverged_at
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        return path
+        if "args_value" in self.meta:
+            args_arrays = []
+            try:
+                header["args_value"] = _file.encode_args(self.meta["args_value"], args_arrays)
+            except _file.Unstorable as err:
+                warnings.warn(f"{path} keeps no args: {err} is not a number, string, array or a dict, list or tuple "
+                              f"of them; after Trajectory.load pass them yourself: traj.evaluate(q, args=...)",
+                              UserWarning, stacklevel=3)
+            else:
+                arrays.update({_file.ARGS_ARRAY.format(i): a for i, a in enumerate(args_arrays)})
+        arrays["header"] = np.array(json.dumps(header))
+        return arrays
 
     @classmethod
     def load(cls, path, *, like=None) -> "Trajectory":
-        """Read a trajectory written by `save`.  ``like``: a state of the saved structure (needed
-        to rebuild containers other than dicts, lists and tuples, e.g. an equinox module)."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            if header.get("format") not in READABLE_FORMATS:
-                raise ValueError(f"{path} has format {header.get('format')}, this regflow reads {READABLE_FORMATS}")
-            diverged_at = data["diverged_at"] if "diverged_at" in data.files else None
-            flat, t = data["y"], data["t"]
+        """Read a trajectory written by `save` (any earlier format too).  ``like``: a state of the
+        saved structure (needed to rebuild containers other than dicts, lists and tuples, e.g.
+        an equinox module).  A file that is not one raises ``ValueError("PATH is not a regflow
+        trajectory file: <what is wrong>")``."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
+        path = os.fspath(path)
+        if not os.path.exists(path) and not os.path.splitext(path)[1] and os.path.exists(path + SUFFIX):
+            path += SUFFIX  # the name save() gives a path without a suffix
+        header, arrays = _file.read_file(path)
+        bad = functools.partial(_file.not_a_trajectory, path)
+        t, flat = arrays["t"], arrays["y"]
+        version = header["format"]
         names = None if header["names"] is None else tuple(header["names"])
-        fields = dict(names=names, status=header["status"], diverged_at=diverged_at, meta=header["meta"])
-        if header["format"] == 1:
-            return cls(t=t, y=flat, **fields)
-        spec = header["structure"]
-        shapes = tuple(tuple(s) for s in spec["shapes"])
-        if like is not None:
-            structure = _tree.structure_of(like, "like")[0]
-            if structure.shapes != shapes:
-                raise ValueError(f"like= has leaf shapes {structure.shapes} but {path} holds {shapes}")
+        meta = dict(header["meta"])
+        if "args_value" in header:
+            try:
+                meta["args_value"] = _file.decode_args(header["args_value"], arrays)
+            except (KeyError, TypeError, ValueError, IndexError, StopIteration) as err:
+                raise bad(f"its args cannot be rebuilt ({type(err).__name__}: {err})") from None
+        fields = dict(names=names, status=header["status"], diverged_at=arrays.get("diverged_at"), meta=meta)
+        if version == 1:
+            structure = _tree.structure_of(np.zeros(flat.shape[-1]), "y")[0]
         else:
-            structure = _tree.Structure(_tree.treedef_of(spec["skeleton"], spec["leaf_names"]), shapes,
-                                        tuple(spec["leaf_names"]))
-        return cls.from_flat(t, flat, structure, ensemble=header["ensemble"], **fields)
+            structure, ensemble = _file.file_structure(header, flat, bad), header["ensemble"]
+            fields["ensemble"] = ensemble
+        if like is not None:
+            wanted = _tree.structure_of(like, "like")[0]
+            if wanted.shapes != structure.shapes:
+                raise ValueError(f"like= has leaf shapes {wanted.shapes} but {path} holds {structure.shapes}; pass a "
+                                 f"state of the saved structure, or leave like=None")
+            structure = wanted
+        try:
+            return cls.from_flat(t, flat, structure, **fields)
+        except (TypeError, ValueError) as err:
+            raise bad(str(err)) from None
 
     def __repr__(self):
         lead = f"{self.paths} paths x " if self.is_ensemble else ""
-        return (f"Trajectory({lead}{len(self.t)} times x {self.structure.describe()}, "
-                f"t=[{self.t[0]:g}, {self.t[-1]:g}], status={self.status!r})")
+        span = f"t=[{self.t[0]:g}, {self.t[-1]:g}]" if len(self.t) else "no times"
+        return f"Trajectory({lead}{len(self.t)} times x {self.structure.describe()}, {span}, status={self.status!r})"
 
 
 @functools.lru_cache(maxsize=256)
@@ -248,3 +309,88 @@ def _jsonable(value):
 
 def _jsonable_meta(meta):
     return {k: _jsonable(v) for k, v in meta.items() if k != "args_value"}
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _real_array(value, name) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of real numbers, got a ragged or non-numeric "
+                        f"{type(value).__name__}") from None
+    if array.dtype.kind not in "biuf":
+        what = "complex values" if array.dtype.kind == "c" else f"dtype {array.dtype}"
+        raise TypeError(f"{name} must hold real numbers, got {what}; pass a real array (e.g. np.real(...))")
+    return array
+
+
+def _check_times(t) -> np.ndarray:
+    t = _real_array(t, "t")
+    if t.dtype.kind == "b":
+        raise TypeError("t must hold times (real numbers), got bools")
+    t = np.asarray(t, dtype=np.float64)
+    if t.ndim != 1:
+        raise ValueError(f"t must be 1-D (one time per saved state), got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError("t must be finite; it contains NaN or inf")
+    steps = np.diff(t)
+    if np.any(steps <= 0):
+        i = int(np.argmax(steps <= 0))
+        raise ValueError(f"t must be strictly increasing; t[{i}] = {float(t[i])!r} is followed by t[{i + 1}] = "
+                         f"{float(t[i + 1])!r}")
+    return t
+
+
+def _leading_axes(y, structure) -> tuple[int, ...]:
+    """The ``(n,)`` or ``(paths, n)`` axes every leaf of ``y`` has before its state shape."""
+    try:
+        leaves = structure.treedef.flatten_up_to(y)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"y does not have the state's structure {structure.describe()}: {err}") from None
+    leads = []
+    for name, shape, leaf in zip(structure.leaf_names, structure.shapes, leaves):
+        got = tuple(np.shape(leaf))
+        k = len(got) - len(shape)
+        if k not in (1, 2) or got[k:] != tuple(shape):
+            leaf_text = f"leaf {name!r} of " if name else ""
+            raise ValueError(f"y's {leaf_text}shape {got} must be (n, *{tuple(shape)}) or (paths, n, *{tuple(shape)}) "
+                             f"for a state {structure.describe()}")
+        leads.append(got[:k])
+    if len(set(leads)) != 1:
+        raise ValueError(f"y's leaves have different leading (paths, time) axes {sorted(set(leads))}; every leaf "
+                         f"needs the same")
+    return leads[0]
+
+
+def _check_names(names, size) -> tuple[str, ...]:
+    if isinstance(names, str) or not hasattr(names, "__iter__"):
+        raise TypeError(f"names must be a sequence of strings, one per coordinate, got {names!r}")
+    names = tuple(names)
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise TypeError(f"names must be non-empty strings, got {bad[0]!r}")
+    if len(names) != size:
+        raise ValueError(f"names has {len(names)} entries but the state has {size} coordinates; give one name per "
+                         f"coordinate")
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"names must be distinct; {repeated} repeat")
+    return names
+
+
+def _check_status(status):
+    if not isinstance(status, str) or not (status == "ok" or status.startswith(STATUS_WORDS)):
+        raise ValueError(f"status must be 'ok' or a text starting with 'diverged' or 'failed' that names the time "
+                         f"(e.g. 'diverged at t=0.5'), got {status!r}")
+
+
+def _check_diverged_at(diverged_at, paths) -> np.ndarray:
+    d = np.asarray(_real_array(diverged_at, "diverged_at"), dtype=np.float64)
+    if d.shape != (paths,):
+        raise ValueError(f"diverged_at must have shape ({paths},), one time per path (inf where a path did not "
+                         f"diverge), got {d.shape}")
+    if np.any(np.isnan(d)):
+        raise ValueError("diverged_at must not hold NaN; use inf for a path that did not diverge")
+    return d
