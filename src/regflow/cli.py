@@ -1,53 +1,78 @@
-"""The ``regflow`` command: list, run, check and draw catalogue entries.
+"""The ``regflow`` command: list, run, check and draw catalogue entries or a user's own systems.
 
     regflow list
-    regflow run NAME [--set k=v ...] [--backend B] [--t1 T] [--paths N] [--seed S] [--out FILE]
-    regflow check NAME|all [--report DIR]
-    regflow portrait NAME [--x NAME --y NAME] --out FILE.png [--set k=v ...]
+    regflow run NAME [--set K=V ...] [--y0 Y] [--t1 T] [--dt H] [--steps N] [--paths N] [--seed S]
+                [--backend B] [--out FILE.npz|.nc|.csv] [--overwrite]
+    regflow check NAME|all [--report DIR] [--overwrite]
+    regflow portrait NAME --out FILE.png [--x X --y Y] [--xlim LO,HI --ylim LO,HI] [--overwrite] ...
+
+``NAME`` is a catalogue entry (``regflow list``) or ``package.module:attr`` /
+``path/to/file.py:attr`` of a user's `rf.Entry`, `rf.entry` factory, `rf.Method`, or (run,
+portrait) bare `rf.ODE`, `rf.SDE`, `rf.Map` with ``--y0``.  Exit status: `EXIT_OK`,
+`EXIT_FAILED`, `EXIT_USAGE`, `EXIT_INTERNAL` (see ``regflow --help``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.metadata
+import os
+import re
 import sys
+import traceback
 
 import jax
 import numpy as np
 
-from ._catalogue import repeat_starts
+from . import _cli_args as read
+from ._catalogue import Entry, Method, repeat_starts
+from ._cli_args import UsageError
+from ._cli_output import TRAJECTORY_FORMATS, check_directory, check_target, figure_formats, netcdf_engine, \
+    save_figure, write_trajectory
+from ._cli_targets import build, is_reference, resolve
+from ._system import ODE, SDE, Map
 
-#: Saved times of ``regflow run``.
+#: Exit statuses: success; a claim failed (check) or the run diverged (run); the command line
+#: asks for something impossible; an unexpected exception; interrupted (Ctrl-C).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+#: ``REGFLOW_DEBUG=1`` (any value but empty or 0) prints tracebacks, as ``--debug`` does.
+DEBUG_ENV = "REGFLOW_DEBUG"
+#: Saved times of ``regflow run``; printed coordinates of its final state.
 RUN_SAVES = 201
-#: `regflow run` prints at most this many coordinates of the final state.
 PRINTED_COORDINATES = 20
+#: The file ``check --report DIR`` writes (with figures beside it).
+REPORT_FILE = "report.md"
+#: ODE methods that take fixed steps (``--dt`` applies to them).
+FIXED_STEP_METHODS = ("euler", "heun")
+#: Padding around a bare system's trajectory when no --xlim/--ylim is given.
+PORTRAIT_MARGIN = 0.15
+#: A command-line value such as ``-2,2`` or ``-.5,1`` (not a flag).
+NEGATIVE_VALUE = re.compile(r"-[0-9.]")
 
+EXIT_HELP = f"""\
+exit status:
+  {EXIT_OK}    success
+  {EXIT_FAILED}    a claim failed (check), or the run diverged (run; the trajectory is still saved)
+  {EXIT_USAGE}    usage error: unknown name or flag, bad flag or --set value, output that exists
+       without --overwrite or whose directory is missing, input regflow rejects
+  {EXIT_INTERNAL}    internal error: an unexpected exception (traceback with --debug or {DEBUG_ENV}=1)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 
-def _parse_sets(entry, pairs):
-    """``k=v`` strings -> parameters, typed like the entry's defaults."""
-    params = {}
-    defaults = entry.params
-    for pair in pairs or ():
-        if "=" not in pair:
-            raise SystemExit(f"--set takes key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        if key not in defaults:
-            raise SystemExit(f"{entry.name} has no parameter {key!r}; its parameters: "
-                             + ", ".join(f"{k}={v!r}" for k, v in defaults.items()))
-        kind = type(defaults[key])
-        try:
-            params[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
-        except ValueError:
-            raise SystemExit(f"--set {key}: expected a {kind.__name__}, got {value!r}") from None
-    return params
+NAME is a catalogue entry (regflow list) or package.module:attr / path/to/file.py:attr of your own
+rf.Entry, @rf.entry factory or rf.Method, or for run/portrait an rf.ODE, rf.SDE or rf.Map (with --y0).
 
-
-def _entry(name):
-    from ._catalogue import get_entry
-
-    try:
-        return get_entry(name)
-    except KeyError as error:
-        raise SystemExit(str(error.args[0])) from None
+examples:
+  regflow list
+  regflow run scalar_net.weight_decay --set mu=0.1 --t1 20 --out wd.npz
+  regflow check all --report report
+  regflow portrait scalar_net.gradient_flow --x w1 --y w2 --out portrait.png
+  regflow --debug run mysystems:flow --y0 0.3,1.6 --t1 5
+"""
 
 
 def cmd_list(args):
@@ -56,103 +81,353 @@ def cmd_list(args):
     for name, entry in catalogue().items():
         params = ", ".join(f"{k}={v!r}" for k, v in entry.params.items())
         print(f"{name:40s} {entry.source}\n{'':40s} ({params})")
+    return EXIT_OK
 
 
 def cmd_run(args):
-    import regflow as rf
-
-    entry = _entry(args.name)
-    method = entry.build(**_parse_sets(entry, args.set))
-    first = jax.tree_util.tree_map(lambda leaf: leaf[None], method.start(0))
-    starts = None if args.paths is None else repeat_starts(first, args.paths)
-    traj = method.run_flow(y0=starts, t1=args.t1, saves=RUN_SAVES, seed=args.seed, paths=1 if args.paths else None,
-                          **({} if args.backend == "auto" else {"backend": args.backend}))
-    print(f"{entry.name}: {traj}")
+    if args.out:
+        check_target(args.out, flag="--out", formats=TRAJECTORY_FORMATS, overwrite=args.overwrite)
+        if args.out.lower().endswith(".nc"):
+            netcdf_engine()
+    label, traj = _run(resolve(args.name, systems=True), args)
+    print(f"{label}: {traj}")
     names = traj.coordinate_names
     for name, value in list(zip(names, traj.flat[..., -1, :].T))[:PRINTED_COORDINATES]:
         print(f"  {name}(t1): {np.array2string(np.atleast_1d(value), precision=6)}")
     if len(names) > PRINTED_COORDINATES:
         print(f"  ... ({len(names) - PRINTED_COORDINATES} more coordinates; save with --out to see them all)")
     if args.out:
-        print(f"saved {traj.save(args.out, overwrite=args.overwrite)}")
-    return 0 if traj.ok else 1
+        print(f"saved {write_trajectory(traj, args.out, overwrite=args.overwrite)}")
+    return EXIT_OK if traj.ok else EXIT_FAILED
 
 
 def cmd_check(args):
     from ._catalogue import catalogue
-    from ._claims import Report, check
+    from .claims import Report, check
 
-    names = list(catalogue()) if args.name == "all" else [_entry(args.name).name]
+    entries = list(catalogue().values()) if args.name == "all" else [resolve(args.name, systems=False)]
+    if args.report:
+        if is_reference(args.name):
+            raise UsageError(f"--report covers catalogue entries; check {args.name} without it for the claim table")
+        check_directory(args.report, flag="--report", overwrite=args.overwrite, inside=REPORT_FILE)
     reports = {}
-    for name in names:
-        reports[name] = check(name)
-        print(reports[name].table() + "\n", flush=True)
+    for entry in entries:
+        reports[entry.name] = check(entry)
+        print(reports[entry.name].table() + "\n", flush=True)
     total = sum(reports.values(), Report(()))
-    print(f"catalogue: {sum(r.passed for r in total.rows)} passed, {len(total.failed)} failed")
+    scope = "catalogue" if args.name == "all" else args.name
+    print(f"{scope}: {sum(r.passed for r in total.rows)} passed, {len(total.failed)} failed")
     if args.report:
         from ._report import write_report
 
         print(f"report written to {write_report(reports, args.report)}")
-    return 0 if total.passed else 1
+    return EXIT_OK if total.passed else EXIT_FAILED
 
 
 def cmd_portrait(args):
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    check_target(args.out, flag="--out", formats=figure_formats(), overwrite=args.overwrite)
+    target = resolve(args.name, systems=True)
+    if isinstance(target, Entry):
+        fig = _entry_portrait(target, args)
+    else:
+        fig = _system_portrait(target, args)
+    try:
+        print(f"wrote {save_figure(fig, args.out, overwrite=args.overwrite)}")
+    finally:
+        plt.close(fig)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _run(target, args):
+    """(label, trajectory) of ``regflow run``: an entry's or bare system's flow, or a Map's iterates."""
+    if isinstance(target, Map):
+        return args.name, _iterate(target, args)
+    label, method = _method(target, args)
+    if args.steps is not None:
+        raise UsageError(f"--steps applies to an rf.Map; {label}'s flow runs to --t1")
+    starts = None if args.y0 is None else _start_of(label, method, args.y0)
+    if args.paths is not None:
+        first = jax.tree_util.tree_map(lambda leaf: leaf[:1], method.y0 if starts is None else starts)
+        starts = repeat_starts(first, args.paths)
+    traj = method.run_flow(y0=starts, saves=RUN_SAVES, paths=1 if args.paths else None, **_overrides(method, args))
+    return label, traj
+
+
+def _method(target, args):
+    """(label, method) for an entry (built with --set) or a bare ODE/SDE (from --y0, --t1, --dt)."""
+    if isinstance(target, Entry):
+        return target.name, build(target, args.set)
+    kind = f"{args.name} is a bare rf.{type(target).__name__}"
+    if args.set:
+        raise UsageError(f"--set: {kind} without parameters; change its args in its module, or declare an "
+                         f"@rf.entry factory whose keyword parameters --set can change")
+    if args.y0 is None:
+        raise UsageError(f"{kind}: give its start with --y0, e.g. --y0 0.3,1.6")
+    if args.t1 is None:
+        raise UsageError(f"{kind}: give the end time with --t1, e.g. --t1 10")
+    if isinstance(target, SDE) and args.dt is None:
+        raise UsageError(f"{kind}: give the step with --dt, e.g. --dt 0.001")
+    return args.name, Method(flow=target, y0=_one_start(args.y0), t1=args.t1, dt=args.dt)
+
+
+def _overrides(method, args):
+    """Keywords of `Method.run_flow` the flags change."""
+    if args.dt is not None and isinstance(method.flow, ODE) and method.options.get("method") not in FIXED_STEP_METHODS:
+        raise UsageError("--dt sets the step of an SDE or of a fixed-step method; this flow is an ODE solved "
+                         "with an adaptive method, whose steps follow its tolerances")
+    overrides = {"t1": args.t1, "seed": args.seed}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.dt is not None:
+        overrides["dt"] = args.dt
+    if args.backend != "auto":
+        overrides["backend"] = args.backend
+    return overrides
+
+
+def _iterate(map_, args):
+    from ._integrate import iterate
+
+    kind = f"{args.name} is an rf.Map"
+    for flag, value in (("--set", args.set), ("--dt", args.dt)):
+        if value:
+            raise UsageError(f"{flag}: {kind}; its step dt={map_.dt} and args are fixed in its module")
+    if args.backend != "auto":
+        raise UsageError(f"--backend: {kind}, iterated as is; backends integrate ODEs and SDEs")
+    if args.y0 is None:
+        raise UsageError(f"{kind}: give its start with --y0, e.g. --y0 0.3,1.6")
+    steps = args.steps
+    if steps is None:
+        if args.t1 is None:
+            raise UsageError(f"{kind}: give the number of steps with --steps N (or --t1 T for T/dt steps)")
+        steps = round(args.t1 / map_.dt)
+        if steps < 1:
+            raise UsageError(f"--t1 {args.t1} is less than one step dt={map_.dt}; give --steps N instead")
+    every = max(1, steps // (RUN_SAVES - 1))
+    return iterate(map_, args.y0, steps, paths=args.paths, seed=args.seed or 0, every=every)
+
+
+def _start_of(label, method, y0):
+    """``--y0`` as one start of ``method``, whose leaves it must match."""
+    want = jax.tree_util.tree_map(np.shape, method.start(0))
+    got = jax.tree_util.tree_map(np.shape, y0)
+    if jax.tree_util.tree_structure(want) != jax.tree_util.tree_structure(got) or want != got:
+        example = ",".join(f"{v:g}" for v in np.ravel(method.start(0))) if isinstance(method.y0, np.ndarray) else ""
+        raise UsageError(f"--y0: {label}'s state has shape {want}, got {got}" + (f"; e.g. --y0 {example}" if example else ""))
+    return _one_start(y0)
+
+
+def _one_start(y0):
+    """One start with the leading start axis `Method` expects."""
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], y0)
+
+
+# ----------------------------------------------------------------------------- portraits
+
+
+def _entry_portrait(entry, args):
     from ._report import entry_portrait
 
-    entry = _entry(args.name)
-    method = entry.build(**_parse_sets(entry, args.set))
-    names = method.flow.names or ()
-    for flag in ("x", "y"):
-        value = getattr(args, flag)
-        if value is not None and value not in names:
-            raise SystemExit(f"--{flag}: {entry.name} has no coordinate {value!r}; coordinates: {', '.join(names)}")
-    fig = entry_portrait(entry.name, method, x=args.x, y=args.y)
-    fig.savefig(args.out, dpi=130, bbox_inches="tight")
-    print(f"wrote {args.out}")
-    return 0
+    method = build(entry, args.set)
+    if args.steps is not None:
+        raise UsageError(f"--steps applies to an rf.Map; {entry.name}'s map runs its own steps={method.steps}")
+    if not isinstance(method.y0, np.ndarray) or method.y0.shape[1] < 2:
+        raise UsageError(f"{entry.name} has no phase plane: a portrait needs a vector state of 2 or more coordinates")
+    options = {**method.options, **_overrides(method, args)}
+    changes = {k: options.pop(k) for k in ("t1", "seed", "dt") if k in options}
+    view = {**(method.view or {}), **({"xlim": args.xlim} if args.xlim else {}), **({"ylim": args.ylim} if args.ylim else {})}
+    if args.y0 is not None:
+        changes["y0"] = _start_of(entry.name, method, args.y0)
+    method = dataclasses.replace(method, options=options, view=view, **changes)
+    names = method.flow.names or tuple(f"y{i}" for i in range(method.y0.shape[1]))
+    x, y = _plane_names(entry.name, names, args.x or view.get("x"), args.y or view.get("y"))
+    return entry_portrait(entry.name, method, x=x, y=y)
+
+
+def _system_portrait(system, args):
+    from . import plot
+
+    if isinstance(system, Map):
+        traj, label = _iterate(system, args), "map"
+    else:
+        traj, label = _run(system, args)[1], "flow"
+    if not traj.structure.trivial or traj.flat.shape[-1] < 2:
+        raise UsageError(f"{args.name} has no phase plane: a portrait needs a vector state of 2 or more coordinates")
+    names = traj.coordinate_names
+    x, y = _plane_names(args.name, names, args.x, args.y)
+    ix, iy = names.index(x), names.index(y)
+    start = np.asarray(traj.flat[..., 0, :]).reshape(-1, len(names))[0]
+    ax = plot.portrait(system, x=ix, y=iy, xlim=args.xlim or _span(traj.flat[..., ix]),
+                       ylim=args.ylim or _span(traj.flat[..., iy]), at=start if len(names) > 2 else None,
+                       trajectories={label: traj}, title=args.name)
+    return ax.figure
+
+
+def _plane_names(label, names, x, y):
+    x = names[0] if x is None else x
+    y = (names[1] if x != names[1] else names[0]) if y is None else y
+    for flag, value in (("--x", x), ("--y", y)):
+        if value not in names:
+            raise UsageError(f"{flag}: {label} has no coordinate {value!r}; coordinates: {', '.join(names)}")
+    if x == y:
+        raise UsageError(f"--x and --y are both {x!r}; choose two different coordinates")
+    return x, y
+
+
+def _span(values):
+    values = np.asarray(values)[np.isfinite(values)]
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (-1.0, 1.0)
+    pad = PORTRAIT_MARGIN * (hi - lo) or max(1.0, abs(lo))
+    return lo - pad, hi + pad
+
+
+# ----------------------------------------------------------------------------- the parser
+
+
+def _version():
+    try:
+        return importlib.metadata.version("regflow")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="regflow", description="Training algorithms as dynamical systems.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the catalogue").set_defaults(func=cmd_list)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="regflow", description="Training algorithms as dynamical systems: run, "
+                                     "check and draw the catalogue's methods or your own.", epilog=EXIT_HELP,
+                                     formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"regflow {_version()}",
+                        help="print regflow's version and exit, e.g. regflow --version")
+    parser.add_argument("--debug", action="store_true", help=f"print the traceback of an error (or set {DEBUG_ENV}=1), "
+                        "e.g. regflow --debug run NAME")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="print the traceback of an error, e.g. --debug")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,check,portrait}")
 
-    run = sub.add_parser("run", help="integrate an entry's flow from its starts")
-    run.add_argument("name")
-    run.add_argument("--set", action="append", metavar="K=V", help="change a parameter (repeatable)")
-    run.add_argument("--backend", default="auto", choices=("auto", "scipy", "diffrax", "sdeint", "jax"))
-    run.add_argument("--t1", type=float)
-    run.add_argument("--paths", type=int, help="start this many paths at the first start")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", help="save the trajectory (.npz)")
-    run.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    run.set_defaults(func=cmd_run)
+    def command(name, func, summary, examples):
+        cmd = sub.add_parser(name, help=summary, description=summary, parents=[debug], formatter_class=formatter,
+                             epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
+        cmd.set_defaults(func=func)
+        return cmd
 
-    chk = sub.add_parser("check", help="check an entry's claims (or all)")
-    chk.add_argument("name", help="entry name or 'all'")
-    chk.add_argument("--report", metavar="DIR", help="write a markdown report with figures")
-    chk.set_defaults(func=cmd_check)
+    command("list", cmd_list, "list the catalogue's entries with their sources and parameters",
+            ["regflow list", "regflow list --debug"])
 
-    por = sub.add_parser("portrait", help="draw an entry's phase portrait")
-    por.add_argument("name")
-    por.add_argument("--x")
-    por.add_argument("--y")
-    por.add_argument("--out", required=True)
-    por.add_argument("--set", action="append", metavar="K=V")
-    por.set_defaults(func=cmd_portrait)
+    run = command("run", cmd_run, "integrate an entry's flow (or a system of your own) and print the final state", [
+        "regflow run scalar_net.weight_decay --set mu=0.1 --t1 20 --out wd.npz",
+        "regflow run scalar_net.noise_augmentation --paths 100 --seed 3 --dt 0.001 --out noise.nc",
+        "regflow run scalar_net.gradient_flow --y0 0.3,1.6 --backend scipy --out gf.csv --overwrite",
+        "regflow run mysystems:gd --y0 '[0.3, 1.6]' --steps 500",
+        "regflow run --debug path/to/mysystems.py:flow --y0 0.3,1.6 --t1 5"])
+    run.add_argument("name", metavar="NAME", help="catalogue entry, or package.module:attr / file.py:attr of your own "
+                     "entry, method, ODE, SDE or Map; e.g. scalar_net.weight_decay, mysystems:flow")
+    _run_options(run)
+    run.add_argument("--paths", type=read.positive_int, metavar="N",
+                     help="run N paths from the first start (noise paths of an SDE), e.g. --paths 100")
+    run.add_argument("--out", metavar="FILE", help="save the trajectory; the extension picks the format: "
+                     + ", ".join(f"{k} {v}" for k, v in TRAJECTORY_FORMATS.items()) + "; e.g. --out wd.npz")
+    run.add_argument("--overwrite", action="store_true", help="replace --out if it exists, e.g. --out wd.npz --overwrite")
+
+    chk = command("check", cmd_check, "check an entry's claims (or every entry's) and print a table per entry", [
+        "regflow check scalar_net.gradient_flow",
+        "regflow check all --report report",
+        "regflow check all --report report --overwrite",
+        "regflow check mysystems:method --debug"])
+    chk.add_argument("name", metavar="NAME", help="catalogue entry, 'all', or package.module:attr of your own entry "
+                     "or method; e.g. scalar_net.gradient_flow")
+    chk.add_argument("--report", metavar="DIR", help=f"write DIR/{REPORT_FILE} with figures (catalogue entries); "
+                     "e.g. --report report")
+    chk.add_argument("--overwrite", action="store_true",
+                     help=f"replace an existing DIR/{REPORT_FILE}, e.g. --report report --overwrite")
+
+    por = command("portrait", cmd_portrait, "draw the phase portrait of an entry (or of a system of your own)", [
+        "regflow portrait scalar_net.gradient_flow --x w1 --y w2 --out portrait.png",
+        "regflow portrait scalar_net.weight_decay --set mu=0.2 --xlim -2,2 --ylim -1,3 --out wd.pdf --overwrite",
+        "regflow portrait scalar_net.gradient_flow --y0 0.5,1.5 --t1 5 --seed 1 --backend scipy --out p.svg",
+        "regflow portrait mysystems:sde --y0 1,0 --t1 2 --dt 0.01 --out sde.png",
+        "regflow portrait mysystems:gd --y0 0.3,1.6 --steps 200 --out gd.png --debug"])
+    por.add_argument("name", metavar="NAME", help="catalogue entry, or package.module:attr of your own entry, method, "
+                     "ODE, SDE or Map; e.g. scalar_net.gradient_flow")
+    por.add_argument("--out", metavar="FILE", required=True,
+                     help="the figure; its extension picks the format (.png, .pdf, .svg ...), e.g. --out portrait.png")
+    por.add_argument("--overwrite", action="store_true", help="replace --out if it exists, e.g. --overwrite")
+    por.add_argument("--x", metavar="COORD", help="horizontal coordinate (default: the entry's view, or the first), "
+                     "e.g. --x w1")
+    por.add_argument("--y", metavar="COORD", help="vertical coordinate (default: the entry's view, or the second), "
+                     "e.g. --y w2")
+    por.add_argument("--xlim", type=read.limits, metavar="LO,HI", help="horizontal range, e.g. --xlim -2,2")
+    por.add_argument("--ylim", type=read.limits, metavar="LO,HI", help="vertical range, e.g. --ylim -1,3")
+    _run_options(por)
+    por.set_defaults(paths=None)
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def _run_options(cmd):
+    cmd.add_argument("--set", action="append", metavar="K=V", help="change an entry's parameter, read as the type of "
+                     "its default (repeatable), e.g. --set mu=0.1 --set d=3")
+    cmd.add_argument("--y0", type=read.state, metavar="Y", help="the start: numbers with commas or JSON (a pytree); "
+                     'required for a bare ODE/SDE/Map; e.g. --y0 0.3,1.6 or --y0 \'{"W": [[1, 0], [0, 1]]}\'')
+    cmd.add_argument("--t1", type=read.positive_float, metavar="T",
+                     help="end time (default: the entry's), e.g. --t1 20")
+    cmd.add_argument("--dt", type=read.positive_float, metavar="H", help="step of an SDE or a fixed-step method "
+                     "(default: the entry's), e.g. --dt 0.001")
+    cmd.add_argument("--steps", type=read.positive_int, metavar="N", help="steps of a bare rf.Map, e.g. --steps 500")
+    cmd.add_argument("--seed", type=read.seed, metavar="S", help="seed of the noise (default: the entry's, else 0), "
+                     "e.g. --seed 3")
+    cmd.add_argument("--backend", default="auto", choices=("auto", "scipy", "diffrax", "sdeint", "jax"),
+                     help="solver backend of the flow (default: the entry's, else auto), e.g. --backend scipy")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _attach_negative_values(argv):
+    """``--xlim -2,2`` -> ``--xlim=-2,2``: argparse would read a value that starts with ``-``
+    (and is not a plain number) as a flag; no regflow flag starts with a digit."""
+    out = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and NEGATIVE_VALUE.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def main(argv=None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    except SystemExit as stop:  # --help, --version, and argparse's own usage errors
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    where = f"regflow {args.command}"
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileExistsError) as error:
-        print(f"regflow: error: {error}", file=sys.stderr)
-        return 2
+    except (UsageError, ValueError, TypeError) as error:  # regflow's checks of the input name the fix
+        if debug:
+            traceback.print_exc()
+        print(f"{where}: error: {error}\n(see regflow {args.command} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        hint = "the traceback is above" if debug else f"rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
+        print(f"{where}: internal error: {type(error).__name__}: {error}. This exception was not expected, in "
+              f"regflow or in code it ran; {hint}.", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

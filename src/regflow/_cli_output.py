@@ -1,0 +1,186 @@
+"""Files ``regflow`` writes: checked before any computing, written whole or not at all.
+
+Trajectories by extension: ``.npz`` (`Trajectory.save`, lossless, reads back with
+`Trajectory.load`), ``.nc`` (netCDF of `Trajectory.to_xarray`), ``.csv`` (tidy: one row per path
+and time, columns ``path, t`` then the coordinate names).  Figures in any format matplotlib
+writes.  A target that exists is refused unless ``--overwrite``; a new file is created
+exclusively (a hard link from a synced temporary), so two writers cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from ._cli_args import UsageError
+
+TRAJECTORY_FORMATS = {
+    ".npz": "lossless regflow file (rf.Trajectory.load)",
+    ".nc": "netCDF (xarray.open_dataset / open_dataarray)",
+    ".csv": "tidy CSV: path, t, then one column per coordinate",
+}
+#: netCDF engines xarray may use, best first; scipy's (netCDF3) ships with scipy.
+NETCDF_ENGINES = ("netCDF4", "h5netcdf", "scipy")
+FIGURE_DPI = 130
+
+
+def figure_formats() -> dict[str, str]:
+    """Extensions matplotlib can save to (``.png``, ``.pdf``, ``.svg`` ...)."""
+    import matplotlib.figure
+
+    return {f".{k}": v for k, v in matplotlib.figure.Figure().canvas.get_supported_filetypes().items()}
+
+
+def check_target(path: str, *, flag: str, formats: dict, overwrite: bool) -> str:
+    """Refuse, before anything is computed, a ``path`` that cannot be written: an unsupported
+    extension, a missing or read-only directory, a directory in its place, or an existing file
+    without ``--overwrite``."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in formats:
+        listing = "; ".join(f"{k} ({v})" for k, v in formats.items()) if len(formats) <= 4 else ", ".join(formats)
+        raise UsageError(f"{flag} {path}: cannot write {'a ' + ext if ext else 'a file without an extension'}; "
+                         f"supported extensions: {listing}")
+    _check_place(path, flag=flag, overwrite=overwrite, what="file")
+    return path
+
+
+def check_directory(directory: str, *, flag: str, overwrite: bool, inside: str) -> None:
+    """Refuse a report directory whose parent is missing, that is a file, or that already
+    holds ``inside`` (without ``--overwrite``)."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"{flag} {directory}: is a file, not a directory; choose a directory")
+    parent = os.path.dirname(os.path.abspath(directory))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {directory}: the directory {parent} does not exist; create it first "
+                         f"(mkdir -p {parent})")
+    if os.path.isdir(directory):
+        _check_place(os.path.join(directory, inside), flag=flag, overwrite=overwrite, what="report")
+    elif not os.access(parent, os.W_OK):
+        raise UsageError(f"{flag} {directory}: cannot create it, {parent} is not writable")
+
+
+def _check_place(path, *, flag, overwrite, what):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"{flag} {path}: the directory {directory} does not exist; create it first "
+                         f"(mkdir -p {directory})")
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f"{flag} {path}: the directory {directory} is not writable; choose another path")
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory; give a file name")
+    if os.path.lexists(path) and not overwrite:
+        raise UsageError(f"{flag} {path}: the {what} exists; pass --overwrite to replace it, or choose another path")
+
+
+def write_trajectory(traj, path: str, *, overwrite: bool) -> str:
+    """Write ``traj`` to ``path`` in the format its extension names."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npz":
+        try:
+            return traj.save(path, overwrite=overwrite)
+        except FileExistsError:
+            raise _exists(path) from None
+    if ext == ".nc":
+        data = _netcdf_ready(traj)
+        engine = netcdf_engine()
+        return write_atomic(path, lambda tmp: data.to_netcdf(tmp, engine=engine), overwrite=overwrite)
+    if ext == ".csv":
+        return write_atomic(path, lambda tmp: _write_csv(traj, tmp), overwrite=overwrite)
+    raise UsageError(f"--out {path}: supported extensions: {', '.join(TRAJECTORY_FORMATS)}")
+
+
+def save_figure(fig, path: str, *, overwrite: bool) -> str:
+    fmt = os.path.splitext(path)[1].lower()[1:]
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI, bbox_inches="tight"),
+                        overwrite=overwrite)
+
+
+def netcdf_engine() -> str:
+    for engine in NETCDF_ENGINES:
+        if importlib.util.find_spec(engine) is not None:
+            return engine
+    raise UsageError("--out FILE.nc needs one of the packages netCDF4, h5netcdf or scipy; install one, or "
+                     "write .npz or .csv")
+
+
+def write_atomic(path: str, write, *, overwrite: bool) -> str:
+    """``write(tmp)`` into a temporary beside ``path``, sync it, then move it into place: by a
+    hard link (fails if ``path`` appeared meanwhile) or, with ``overwrite``, by rename.  The
+    temporary is removed on every exit."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".regflow-", suffix=os.path.splitext(path)[1], dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise _exists(path) from None
+            except OSError:  # a file system without hard links: the check above is all we have
+                if os.path.lexists(path):
+                    raise _exists(path) from None
+                os.replace(tmp, path)
+        _fsync(directory)
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _exists(path):
+    return UsageError(f"{path} exists (it appeared while regflow ran); pass --overwrite to replace it, "
+                      f"or choose another path")
+
+
+def _netcdf_ready(traj):
+    """``traj.to_xarray()`` with what netCDF3 cannot hold made storable: attributes that are
+    not numbers or strings as JSON text, 64-bit integer coordinates as 32-bit, and the
+    divergence times of an ensemble as a ``diverged_at(path)`` coordinate."""
+    data = traj.to_xarray()
+    held = "diverged_at" in data.coords or "diverged_at" in data.attrs or "diverged_at" in getattr(data, "data_vars", {})
+    if traj.diverged_at is not None and not held and "path" in data.dims:
+        data = data.assign_coords(diverged_at=("path", np.asarray(traj.diverged_at, dtype=np.float64)))
+    for name in list(data.coords):
+        if data[name].dtype.kind in "iu" and data[name].dtype.itemsize > 4:
+            data = data.assign_coords({name: data[name].astype(np.int32)})
+    data.attrs = _storable(data.attrs)
+    for name in getattr(data, "data_vars", {}):
+        data[name].attrs = _storable(data[name].attrs)
+    return data
+
+
+def _storable(attrs):
+    def one(value):
+        if isinstance(value, (str, int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
+            return value
+        return json.dumps(value, default=str)
+
+    return {str(k): one(v) for k, v in attrs.items()}
+
+
+def _write_csv(traj, path):
+    flat = traj.flat if traj.is_ensemble else traj.flat[None]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "t", *traj.coordinate_names])
+        for p, states in enumerate(flat):
+            writer.writerows([p, t, *row] for t, row in zip(traj.t.tolist(), states.tolist()))
