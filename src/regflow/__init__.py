@@ -23,6 +23,8 @@ from ._methods import (  # noqa: E402
     sgd,
     sme,
 )
+from ._backward_error import backward_error_field, backward_error_flow  # noqa: E402
+from ._nmgd import decay_schedule, halpern, nmgd, nmgd_flow, nmgd_partner, power_schedule  # noqa: E402
 from ._analysis import hessian, jacobian, lie_derivative  # noqa: E402
 from ._equilibria import Equilibrium, equilibria  # noqa: E402
 from ._spectra import (  # noqa: E402
@@ -34,6 +36,7 @@ from ._spectra import (  # noqa: E402
     sharpness_fn,
 )
 from ._compare import Agreement, agreement_order, map_error  # noqa: E402
+from ._networks import Network, stack_states  # noqa: E402
 from ._sweep import sweep  # noqa: E402
 from ._catalogue import Entry, Method, catalogue, entry, get_entry  # noqa: E402
 from .claims import (  # noqa: E402
@@ -65,6 +68,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate",
     "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
+    "backward_error_flow", "backward_error_field",
+    "nmgd", "halpern", "nmgd_flow", "power_schedule", "decay_schedule", "nmgd_partner",
     "jacobian", "hessian", "equilibria", "Equilibrium", "lie_derivative",
     "hvp", "hessian_eigs", "sharpness", "sharpness_fn", "hessian_trace", "jacobian_eigs",
     "map_error", "agreement_order", "Agreement", "sweep",
