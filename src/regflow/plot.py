@@ -7,6 +7,7 @@ the state or one of the system's ``names``.  For a state of dimension > 2 the pi
 Nothing here calls ``plt.show``, so it runs under the ``Agg`` backend.
 
 Fields and quantities are evaluated on a grid with one ``jax.jit(jax.vmap(...))`` per call.
+`trace` draws what a claim's row measured (a `regflow.claims.Trace`), by its kind.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ import numpy as np
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.lines import Line2D
 
+from ._plot_traces import trace
 from ._system import ODE, SDE, Map
 from ._trajectory import Trajectory
+
+__all__ = ["band", "equilibria", "level_sets", "nullclines", "portrait", "starts", "streamlines", "time_series",
+           "trace", "trajectories"]
 
 #: Grid points per axis behind ``streamplot`` and behind contours (nullclines, level sets, bands).
 STREAM_GRID = 80
@@ -57,7 +62,16 @@ ENSEMBLE_ALPHA = 0.7
 MAP_MARKER = "o"
 MAP_MARKERSIZE = 3.5
 MAP_LINEWIDTH = 0.7
-TRAJECTORY_STYLES = ("auto", "line", "markers")
+#: Noise sample paths of an SDE: thin and faint, so that a few of them read as a spread.
+SAMPLE_PATH_LINEWIDTH = 0.6
+SAMPLE_PATH_ALPHA = 0.4
+TRAJECTORY_STYLES = ("auto", "line", "markers", "paths")
+#: Start points: marker, size, face and edge colours.
+START_MARKER = "o"
+START_SIZE = 30
+START_FACE = "gold"
+START_EDGE = "black"
+START_ZORDER = 6
 #: time_series of an ensemble: mean and this band of quantiles across paths.
 QUANTILES = (0.05, 0.95)
 QUANTILE_ALPHA = 0.25
@@ -339,13 +353,19 @@ def _is_map(traj):
     return traj.meta.get("method") == "iterate"
 
 
+def _is_sde(traj):
+    return str(traj.meta.get("system", "")).startswith("SDE")
+
+
 def _draw_path(ax, xs, ys, color, label, style, ensemble, kw):
     if style == "markers":
         look = {"marker": MAP_MARKER, "markersize": MAP_MARKERSIZE * (ENSEMBLE_ALPHA if ensemble else 1),
                 "linewidth": MAP_LINEWIDTH}
+    elif style == "paths":
+        look = {"linewidth": SAMPLE_PATH_LINEWIDTH, "alpha": SAMPLE_PATH_ALPHA}
     else:
         look = {"linewidth": ENSEMBLE_LINEWIDTH if ensemble else TRAJECTORY_LINEWIDTH}
-    if ensemble:
+    if ensemble and style != "paths":
         look["alpha"] = ENSEMBLE_ALPHA
     return ax.plot(xs, ys, color=color, label=label, **{**look, **kw})[0].get_color()
 
@@ -354,8 +374,9 @@ def trajectories(trajs, *, x=0, y=1, ax=None, label=None, style="auto", color=No
     """Draw one or several `Trajectory` in the (x, y) plane (a slice is shown projected).
 
     An ensemble draws every path thinly.  ``style``: ``"line"``, ``"markers"`` (iterates with
-    a thin line) or ``"auto"`` (markers for a Map's iterates, lines for flows), so a map and its
-    flow read apart on one plot.  ``label``: one string (one legend entry and one colour for
+    a thin line), ``"paths"`` (thin, faint lines: noise sample paths) or ``"auto"`` (markers for
+    a Map's iterates, ``"paths"`` for an SDE ensemble, lines for flows), so a map, its flow and
+    the noise read apart on one plot.  ``label``: one string (one legend entry and one colour for
     all) or one label per trajectory (each its own colour).  ``kw`` go to ``Axes.plot``.
 
     Example
@@ -379,7 +400,9 @@ def trajectories(trajs, *, x=0, y=1, ax=None, label=None, style="auto", color=No
     shared = isinstance(label, str)
     for traj, lab in zip(trajs, labels):
         ix, iy = _plane(x, y, traj.names, traj.y.shape[-1])
-        look = style if style != "auto" else ("markers" if _is_map(traj) else "line")
+        look = style
+        if style == "auto":
+            look = "markers" if _is_map(traj) else "paths" if traj.is_ensemble and _is_sde(traj) else "line"
         paths = traj.y if traj.is_ensemble else traj.y[None]
         drawn = color
         for path in paths:
@@ -389,6 +412,25 @@ def trajectories(trajs, *, x=0, y=1, ax=None, label=None, style="auto", color=No
         _finish(ax, traj.names, ix, iy)
     _legend(ax)
     return ax
+
+
+def starts(points, *, x=0, y=1, names=None, label="start", ax=None):
+    """Mark start points ``points`` (shape (n, dim), or one state) in the (x, y) plane.
+
+    Example
+    -------
+    >>> import regflow.plot as rfp
+    >>> ax = rfp.starts([[0.3, 1.6], [1.8, 0.2]], names=("w1", "w2"))
+    """
+    points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    if points.ndim != 2:
+        raise ValueError(f"points must be one state or an array of shape (n, dim), got shape {points.shape}")
+    ix, iy = _plane(x, y, names, points.shape[-1])
+    ax = _axes(ax)
+    ax.scatter(points[:, ix], points[:, iy], s=START_SIZE, marker=START_MARKER, facecolors=START_FACE,
+               edgecolors=START_EDGE, linewidths=EQUILIBRIUM_EDGEWIDTH, zorder=START_ZORDER, label=label)
+    _legend(ax)
+    return _finish(ax, names, ix, iy)
 
 
 def time_series(traj, quantities, *, args=None, ax=None):
@@ -426,7 +468,7 @@ def time_series(traj, quantities, *, args=None, ax=None):
 
 # ----------------------------------------------------------------------------- composition
 
-_mark_equilibria, _draw_trajectories, _draw_nullclines = equilibria, trajectories, nullclines
+_mark_equilibria, _draw_trajectories, _draw_nullclines, _mark_starts = equilibria, trajectories, nullclines, starts
 
 
 def _in_slice(eqs, at, ix, iy):
@@ -437,10 +479,10 @@ def _in_slice(eqs, at, ix, iy):
 
 
 def portrait(system, *, x=0, y=1, xlim, ylim, at=None, args=None, equilibria=None, trajectories=(),
-             invariant=None, invariant_levels=None, minima=None, bands=(), nullclines=True, ax=None,
-             title=None):
+             invariant=None, invariant_levels=None, minima=None, bands=(), nullclines=True, starts=None,
+             ax=None, title=None):
     """A phase portrait: bands, streamlines, invariant level sets, nullclines, the minima set,
-    trajectories and equilibria, bottom to top.
+    trajectories, start points and equilibria, bottom to top.
 
     Parameters
     ----------
@@ -449,11 +491,13 @@ def portrait(system, *, x=0, y=1, xlim, ylim, at=None, args=None, equilibria=Non
     at : full state the slice goes through (required for dimension > 2).
     equilibria : list of ``rf.Equilibrium``, or guesses (shape (n, dim)) handed to
         ``rf.equilibria``.  In a slice only those lying in it are marked.
-    trajectories : a `Trajectory`, a sequence of them, or a dict ``{label: trajectories}``.
+    trajectories : a `Trajectory`, a sequence of them, or a dict ``{label: trajectories}``
+        (an SDE ensemble is drawn as thin, faint sample paths).
     invariant, invariant_levels : a quantity ``q(y, args)`` and its levels (count or values).
     minima : ``(q, level)``: the set ``q == level`` drawn as a thick line.
     bands : sequence of ``(q, lower, upper)`` or ``(q, lower, upper, label)``.
     nullclines : draw the nullclines.
+    starts : start points (shape (n, dim)) to mark; projected in a slice.
 
     Example
     -------
@@ -490,6 +534,8 @@ def portrait(system, *, x=0, y=1, xlim, ylim, at=None, args=None, equilibria=Non
     for label, group in groups:
         if isinstance(group, Trajectory) or len(group):
             _draw_trajectories(group, x=ix, y=iy, label=label, ax=ax)
+    if starts is not None:
+        _mark_starts(starts, x=ix, y=iy, names=system.names, ax=ax)
     if equilibria is not None and len(equilibria):
         if not all(hasattr(e, "kind") and hasattr(e, "point") for e in equilibria):
             from ._equilibria import equilibria as find_equilibria
