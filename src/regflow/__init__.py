@@ -65,6 +65,15 @@ from .claims import (  # noqa: E402
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``rf.plot`` on first use (it imports matplotlib, which plain integration does not need)."""
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'regflow' has no attribute {name!r}")
 __all__ = [
     "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate",
     "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
