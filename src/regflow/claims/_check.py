@@ -69,10 +69,11 @@ def _claim_rows(ctx: Context) -> list[list[Row]]:
 def check_method(method: Method, *, name: str = "method", params: dict | None = None,
                  falsify: bool = False) -> Report:
     """`check` of one method (``name`` and ``params`` label its rows)."""
-    base = _claim_rows(Context(name, method, params))
+    ctx = Context(name, method, params)
+    base = _claim_rows(ctx)
     if falsify:
         base = _falsify(method, name, params, base)
-    return Report(tuple(row for rows in base for row in rows))
+    return Report(tuple(row for rows in base for row in rows), {name: ctx.shared_runs()})
 
 
 def _falsify(method, name, params, base):

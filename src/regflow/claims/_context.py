@@ -58,6 +58,11 @@ class Context:
 
         return _require_ok(self.memo(("map", None if y0 is None else id(y0), steps), run), "the map")
 
+    def shared_runs(self) -> dict:
+        """The default flow and map runs made so far (``{"flow": ..., "map": ...}``)."""
+        found = {"flow": self._memo.get(("flow", None, None)), "map": self._memo.get(("map", None, None))}
+        return {k: v for k, v in found.items() if v is not None and v.ok}
+
     def run(self, on: str):
         """`flow` or `map` by name."""
         if on not in ("flow", "map"):

@@ -74,9 +74,12 @@ def _cell(text) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    """Rows of `check`: one per measured figure of each claim."""
+    """Rows of `check`: one per measured figure of each claim.  ``runs`` holds, per entry, the
+    runs its claims shared (``{"flow": Trajectory, "map": Trajectory}``, those that were made),
+    so a report's figures can draw them without integrating again."""
 
     rows: tuple[Row, ...]
+    runs: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -92,7 +95,7 @@ class Report:
         return tuple(r for r in self.rows if r.verdict == "vacuous")
 
     def __add__(self, other: "Report") -> "Report":
-        return Report(self.rows + other.rows)
+        return Report(self.rows + other.rows, {**self.runs, **other.runs})
 
     def _falsified(self) -> bool:
         return any(r.verdict for r in self.rows)
