@@ -18,7 +18,7 @@ import xarray as xr
 import regflow as rf
 from regflow import _catalogue, cli
 from regflow._cli_args import UsageError
-from regflow._cli_output import write_atomic
+from regflow._cli_output import TRAJECTORY_FORMATS, check_target, write_trajectory
 
 #: The cheapest run of a catalogue entry (scipy compiles only the vector field).
 CHEAP_RUN = ["run", "scalar_net.weight_decay", "--t1", "1", "--backend", "scipy"]
@@ -50,6 +50,7 @@ def broken():
     raise RuntimeError("boom inside the factory")
 
 
+blowup = rf.ODE(lambda t, y, a: y ** 2, names=("x",))                 # x(t) = 1 / (1 - t) from x(0) = 1
 number = 3
 
 
@@ -182,6 +183,7 @@ def test_check_report_overwrite_writes_the_report(tmp_path, capsys, monkeypatch)
     import regflow._report
 
     written = []
+    monkeypatch.setattr(rf.claims, "check", lambda entry: rf.Report(()))
     monkeypatch.setattr(regflow._report, "write_report",
                         lambda reports, directory: written.append((list(reports), directory)) or "done")
     (tmp_path / "report.md").write_text("old")
@@ -274,21 +276,17 @@ def test_overwrite_replaces(reference, tmp_path, capsys):
     np.testing.assert_array_equal(rf.Trajectory.load(path).flat, reference.flat)
 
 
-def test_writes_are_exclusive_and_leave_no_temporaries(tmp_path):
-    path = str(tmp_path / "a.csv")
-    write_atomic(path, lambda tmp: open(tmp, "w").write("first"), overwrite=False)
-    with pytest.raises(UsageError, match="exists.*--overwrite"):
-        write_atomic(path, lambda tmp: open(tmp, "w").write("second"), overwrite=False)
-
-    def crash(tmp):
-        open(tmp, "w").write("half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        write_atomic(str(tmp_path / "b.csv"), crash, overwrite=False)
-    assert os.listdir(tmp_path) == ["a.csv"] and open(path).read() == "first"
-    write_atomic(path, lambda tmp: open(tmp, "w").write("third"), overwrite=True)
-    assert open(path).read() == "third" and os.listdir(tmp_path) == ["a.csv"]
+@pytest.mark.parametrize("ext", [".npz", ".nc", ".csv"])
+def test_a_file_that_appears_while_running_is_not_replaced(ext, reference, tmp_path):
+    path = str(tmp_path / f"late{ext}")
+    check_target(path, flag="--out", formats=TRAJECTORY_FORMATS, overwrite=False)
+    with open(path, "w") as fh:                                        # another process wins the race
+        fh.write("theirs")
+    with pytest.raises(UsageError, match=r"exists.*pass --overwrite to replace it"):
+        write_trajectory(reference, path, overwrite=False)
+    assert open(path).read() == "theirs" and os.listdir(tmp_path) == [f"late{ext}"]    # no temporaries
+    write_trajectory(reference, path, overwrite=True)
+    assert os.listdir(tmp_path) == [f"late{ext}"] and os.path.getsize(path) > 1000
 
 
 # ----------------------------------------------------------------------------- run: bad values
@@ -356,6 +354,13 @@ def test_run_user_systems(user, capsys):
     assert status == 0 and "x(t1): [0.540302]" in out
 
 
+def test_diverged_run_exits_failed_and_is_saved(user, tmp_path, capsys):
+    path = tmp_path / "blowup.npz"
+    status, out, _ = run_cli(capsys, "run", f"{user}:blowup", "--y0", 1, "--t1", 2, "--backend", "scipy", "--out", path)
+    assert status == cli.EXIT_FAILED and "diverged at t=1" in out
+    assert rf.Trajectory.load(path).status.startswith("diverged")
+
+
 @pytest.mark.parametrize("argv, message", [
     ([":rotation", "--t1", "1"], "give its start with --y0"),
     ([":rotation", "--y0", "1,0"], "give the end time with --t1"),
@@ -369,9 +374,11 @@ def test_run_user_systems(user, capsys):
     ([":number"], "is an int; expected an rf.Entry, an @rf.entry factory, an rf.Method"),
     ([":undecorated"], r"is a function; .*decorate the factory with @rf.entry"),
     ([":"], "expected package.module:attr or path/to/file.py:attr"),
+    ([":rotation", "--y0", '{"W": [[1, 0]]}', "--t1", "1", "--out", "x.png"], "portrait needs a vector state"),
 ])
 def test_user_reference_errors(argv, message, user, capsys):
-    status, _, err = run_cli(capsys, "run", user + argv[0], *argv[1:])
+    command = "portrait" if "--out" in argv else "run"
+    status, _, err = run_cli(capsys, command, user + argv[0], *argv[1:])
     assert status == cli.EXIT_USAGE and re.search(message, err), err
 
 
@@ -409,20 +416,17 @@ def test_internal_error_status_and_traceback(user, capsys, monkeypatch):
 
 
 def test_portrait_of_user_systems(user, tmp_path, capsys):
-    png = tmp_path / "rotation.png"
+    svg = tmp_path / "rotation.svg"
     status, out, _ = run_cli(capsys, "portrait", f"{user}:rotation", "--y0", "1,0", "--t1", 6, "--backend", "scipy",
-                             "--xlim", "-2,2", "--ylim", "-1.5,1.5", "--out", png)
-    assert status == 0 and f"wrote {png}" in out
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
-    svg = tmp_path / "halve.svg"
-    assert run_cli(capsys, "portrait", f"{user}:halve", "--y0", "1,2", "--steps", 6, "--out", svg)[0] == 0
-    assert b"<svg" in svg.read_bytes()
-    status, _, err = run_cli(capsys, "portrait", f"{user}:rotation", "--y0", "1,0", "--t1", 6, "--out", png)
-    assert status == cli.EXIT_USAGE and "exists; pass --overwrite" in err
+                             "--xlim", "-2,2", "--ylim", "-1.5,1.5", "--out", svg)
+    assert status == 0 and f"wrote {svg}" in out and b"<svg" in svg.read_bytes()
+    png = tmp_path / "halve.png"
     png.write_bytes(b"old")
-    assert run_cli(capsys, "portrait", f"{user}:rotation", "--y0", "1,0", "--t1", 6, "--backend", "scipy",
-                   "--out", png, "--overwrite")[0] == 0
-    assert png.read_bytes()[:4] == b"\x89PNG" and sorted(os.listdir(tmp_path)) == ["halve.svg", "rotation.png"]
+    status, _, err = run_cli(capsys, "portrait", f"{user}:halve", "--y0", "1,2", "--steps", 6, "--out", png)
+    assert status == cli.EXIT_USAGE and "exists; pass --overwrite" in err and png.read_bytes() == b"old"
+    assert run_cli(capsys, "portrait", f"{user}:halve", "--y0", "1,2", "--steps", 6, "--out", png, "--overwrite")[0] == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert sorted(os.listdir(tmp_path)) == ["halve.png", "rotation.svg"]                  # no temporaries left
 
 
 def test_portrait_png(tmp_path, capsys):
@@ -435,14 +439,10 @@ def test_portrait_png(tmp_path, capsys):
 # ----------------------------------------------------------------------------- as a process
 
 
-def test_import_and_cli_print_no_warnings():
-    code = ("import warnings; warnings.simplefilter('error'); import regflow, regflow.plot; "
-            "from regflow.cli import main; raise SystemExit(main(['list']))")
+def test_python_m_regflow_exit_status_and_no_warnings():
+    code = ("import sys, runpy, warnings; warnings.simplefilter('error'); import regflow.plot; "
+            "sys.argv = ['regflow', 'run', 'scalar_net.nope']; runpy.run_module('regflow', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0 and proc.stderr == "" and "scalar_net.gradient_flow" in proc.stdout, proc.stderr
-
-
-def test_python_m_regflow_exit_status():
-    proc = subprocess.run([sys.executable, "-m", "regflow", "run", "scalar_net.nope"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "no catalogue entry 'scalar_net.nope'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == cli.EXIT_USAGE, proc.stderr
+    assert proc.stderr.startswith("regflow run: error: no catalogue entry 'scalar_net.nope'"), proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr

@@ -4,28 +4,31 @@ Trajectories by extension: ``.npz`` (`Trajectory.save`, lossless, reads back wit
 `Trajectory.load`), ``.nc`` (netCDF of `Trajectory.to_xarray`), ``.csv`` (tidy: one row per path
 and time, columns ``path, t`` then the coordinate names).  Figures in any format matplotlib
 writes.  A target that exists is refused unless ``--overwrite``; a new file is created
-exclusively (a hard link from a synced temporary), so two writers cannot both succeed.
+exclusively (`regflow._files`: a hard link from a synced temporary), so two writers cannot
+both succeed and an interrupted write leaves no half file.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
+import io
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from ._cli_args import UsageError
+from ._files import write_file
 
 TRAJECTORY_FORMATS = {
     ".npz": "lossless regflow file (rf.Trajectory.load)",
     ".nc": "netCDF (xarray.open_dataset / open_dataarray)",
     ".csv": "tidy CSV: path, t, then one column per coordinate",
 }
-#: netCDF engines xarray may use, best first; scipy's (netCDF3) ships with scipy.
-NETCDF_ENGINES = ("netCDF4", "h5netcdf", "scipy")
+#: xarray's engine for ``.nc``: scipy's netCDF3 writer (scipy is a dependency; it writes to a
+#: file object, so the file is created exclusively like every other).
+NETCDF_ENGINE = "scipy"
+OVERWRITE_HINT = "pass --overwrite to replace it"
 FIGURE_DPI = 130
 
 
@@ -81,74 +84,30 @@ def write_trajectory(traj, path: str, *, overwrite: bool) -> str:
     """Write ``traj`` to ``path`` in the format its extension names."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
-        try:
-            return traj.save(path, overwrite=overwrite)
-        except FileExistsError:
-            raise _exists(path) from None
+        return _exclusive(lambda: traj.save(path, overwrite=overwrite))
     if ext == ".nc":
         data = _netcdf_ready(traj)
-        engine = netcdf_engine()
-        return write_atomic(path, lambda tmp: data.to_netcdf(tmp, engine=engine), overwrite=overwrite)
+        return _write(path, lambda fh: data.to_netcdf(fh, engine=NETCDF_ENGINE), overwrite)
     if ext == ".csv":
-        return write_atomic(path, lambda tmp: _write_csv(traj, tmp), overwrite=overwrite)
+        return _write(path, lambda fh: _write_csv(traj, fh), overwrite)
     raise UsageError(f"--out {path}: supported extensions: {', '.join(TRAJECTORY_FORMATS)}")
 
 
 def save_figure(fig, path: str, *, overwrite: bool) -> str:
     fmt = os.path.splitext(path)[1].lower()[1:]
-    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI, bbox_inches="tight"),
-                        overwrite=overwrite)
+    return _write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=FIGURE_DPI, bbox_inches="tight"), overwrite)
 
 
-def netcdf_engine() -> str:
-    for engine in NETCDF_ENGINES:
-        if importlib.util.find_spec(engine) is not None:
-            return engine
-    raise UsageError("--out FILE.nc needs one of the packages netCDF4, h5netcdf or scipy; install one, or "
-                     "write .npz or .csv")
+def _write(path, write, overwrite):
+    """`regflow._files.write_file`: complete or absent, created exclusively without ``overwrite``."""
+    return _exclusive(lambda: write_file(path, write, overwrite=overwrite, hint=OVERWRITE_HINT))
 
 
-def write_atomic(path: str, write, *, overwrite: bool) -> str:
-    """``write(tmp)`` into a temporary beside ``path``, sync it, then move it into place: by a
-    hard link (fails if ``path`` appeared meanwhile) or, with ``overwrite``, by rename.  The
-    temporary is removed on every exit."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".regflow-", suffix=os.path.splitext(path)[1], dir=directory)
-    os.close(fd)
+def _exclusive(write):
     try:
-        write(tmp)
-        _fsync(tmp)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise _exists(path) from None
-            except OSError:  # a file system without hard links: the check above is all we have
-                if os.path.lexists(path):
-                    raise _exists(path) from None
-                os.replace(tmp, path)
-        _fsync(directory)
-    finally:
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a directory
-        pass
-    finally:
-        os.close(fd)
-
-
-def _exists(path):
-    return UsageError(f"{path} exists (it appeared while regflow ran); pass --overwrite to replace it, "
-                      f"or choose another path")
+        return write()
+    except FileExistsError as error:  # created by someone else since the check before computing
+        raise UsageError(str(error).replace("overwrite=True", "--overwrite")) from None
 
 
 def _netcdf_ready(traj):
@@ -177,10 +136,12 @@ def _storable(attrs):
     return {str(k): one(v) for k, v in attrs.items()}
 
 
-def _write_csv(traj, path):
+def _write_csv(traj, fh):
     flat = traj.flat if traj.is_ensemble else traj.flat[None]
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "t", *traj.coordinate_names])
-        for p, states in enumerate(flat):
-            writer.writerows([p, t, *row] for t, row in zip(traj.t.tolist(), states.tolist()))
+    text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "t", *traj.coordinate_names])
+    for p, states in enumerate(flat):
+        writer.writerows([p, t, *row] for t, row in zip(traj.t.tolist(), states.tolist()))
+    text.flush()
+    text.detach()  # leave ``fh`` open for the writer to sync
