@@ -138,6 +138,66 @@ def test_map_field_and_time_series(paths):
     assert len(_contours(ax)) == 1 and _legend_texts(ax) == ["w1^2 - w2^2"]
 
 
+def test_portrait_marks_starts_and_draws_sde_sample_paths_thin(paths):
+    flow = paths["ensemble"]
+    starts = np.asarray(flow.y[:, 0])
+    noisy = rf.SDE(FLOW.drift, lambda t, w, a: 0.2 * jnp.ones_like(w), names=("w1", "w2"))
+    sample = rf.integrate(noisy, np.repeat(starts, 2, axis=0), 1.0, dt=0.05, batched=True, seed=1)
+    ax = rfp.portrait(FLOW, xlim=LIM, ylim=LIM, trajectories={"noise paths": sample, "flow": flow},
+                      starts=starts, nullclines=False, density=0.5)
+    assert len(ax.lines) == sample.paths + flow.paths == 12
+    noise, flow = ax.lines[:sample.paths], ax.lines[sample.paths:]
+    assert all(line.get_alpha() == rfp.SAMPLE_PATH_ALPHA and line.get_linewidth() == rfp.SAMPLE_PATH_LINEWIDTH
+               for line in noise)
+    assert all(line.get_alpha() == rfp.ENSEMBLE_ALPHA for line in flow)  # an ODE ensemble keeps its look
+    (marked,) = [c for c in ax.collections if c.get_label() == "start"]
+    np.testing.assert_allclose(marked.get_offsets(), starts)
+    assert {"noise paths", "flow", "start"} <= set(_legend_texts(ax))
+
+
+def _trace(kind, y, reference):
+    from regflow.claims import Trace
+
+    x = np.array([0.02, 0.01, 0.005]) if kind == "loglog" else np.arange(3.0)
+    return Trace(x, y, "x", "y", kind, reference)
+
+
+@pytest.mark.parametrize("kind, y, reference, scale, legend", [
+    ("line", [[1.0, 0.5, 0.25], [2.0, 1.0, 0.5]], (np.arange(3.0), [1.0, 0.5, 0.25], "law"), "linear",
+     ["measured (2 curves)", "law"]),
+    ("line", [1.0, 1e-3, 1e-6], 1e-5, "log", ["measured", "level 1e-05"]),
+    ("drift", [0.0, 1e-13, -2e-12], 1e-6, "symlog", ["measured", "tolerance ±1e-06"]),
+    ("loglog", [0.2, 0.1, 0.05], (np.array([0.02, 0.01, 0.005]), [0.2, 0.1, 0.05], "slope 1"), "log",
+     ["measured", "slope 1"]),
+    ("points", [0.0, 1.0, 4.0], (np.arange(3.0), [0.0, 1.0, 4.0], "expected"), "linear", ["measured", "expected"]),
+    ("points", [1e-16, 3e-15, 2e-16], 1e-9, "log", ["measured", "level 1e-09"]),
+])
+def test_trace_draws_each_kind_with_its_reference(kind, y, reference, scale, legend):
+    ax = rfp.trace(_trace(kind, y, reference))
+    assert ax.get_yscale() == scale and _legend_texts(ax) == legend
+    measured = ax.lines[0]
+    np.testing.assert_allclose(measured.get_ydata(), np.atleast_2d(y)[0])
+    if kind == "points":
+        assert measured.get_linestyle() == "None"
+        if isinstance(reference, tuple):
+            assert ax.lines[-1].get_markerfacecolor() == "none"  # expected values: open markers
+    if kind == "drift":
+        (band,) = [p for p in ax.patches if p.get_label().startswith("tolerance")]
+        assert np.allclose([band.get_y(), band.get_y() + band.get_height()], [-1e-6, 1e-6])
+        lo, hi = ax.get_ylim()
+        assert lo < -1e-6 and hi > 1e-6  # the band is in view
+    if kind == "loglog":
+        assert ax.get_xscale() == "log"
+
+
+def test_trace_refuses_an_unknown_kind():
+    bad = SimpleNamespace(x=[0.0], y=[1.0], xlabel="", ylabel="", kind="bars", reference=None)
+    with pytest.raises(ValueError, match="tr.kind"):
+        rfp.trace(bad)
+    with pytest.raises(TypeError, match="Trace"):
+        rfp.trace([1.0, 2.0])
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: rfp.portrait(FLOW, x=0, y="w1", xlim=LIM, ylim=LIM), "x and y"),
     (lambda: rfp.streamlines(FLOW, x="w9", xlim=LIM, ylim=LIM), "x='w9'"),
@@ -151,6 +211,7 @@ def test_map_field_and_time_series(paths):
     (lambda: rfp.trajectories([], label=["a"]), "label"),
     (lambda: rfp.portrait(FLOW, xlim=LIM, ylim=LIM, bands=[(loss, 0.0)]), "bands"),
     (lambda: rfp.portrait(FLOW, xlim=LIM, ylim=LIM, minima=(product,)), "minima"),
+    (lambda: rfp.starts(np.zeros((2, 2, 2))), "points"),
 ])
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):

@@ -32,6 +32,10 @@ PORTRAIT_MAP_POINTS = 200
 #: Noise sample paths drawn per start on an SDE portrait.
 SDE_PATHS_SHOWN = 3
 PORTRAIT_FIGSIZE = (7.5, 5.5)
+#: Colours of a portrait's runs: the map's iterates, the flow (an SDE's sample paths).
+RUN_COLORS = {"map": "tab:orange", "flow": "tab:blue", "SDE": "tab:blue"}
+#: Streamline density of a report's portrait (drawing them is most of a portrait's time).
+PORTRAIT_DENSITY = 1.0
 #: Claim panels: at most this many per row of panels; each an axes of this size (inches) with
 #: room around it for tick labels and two-line axis labels (left, right), its title and verdict
 #: (top, bottom).  A fixed layout: measuring every text to lay panels out costs more than drawing them.
@@ -138,8 +142,10 @@ def entry_portrait(name, method, *, x=None, y=None, runs=None):
         found = equilibria(method.flow, np.column_stack([gx.ravel(), gy.ravel()]) + 1e-3)
     minima = (view["minima"], 1.0) if "minima" in view else None
     fig, ax = plt.subplots(figsize=PORTRAIT_FIGSIZE, layout="constrained")
+    ax.set_prop_cycle(color=[RUN_COLORS[label.split()[0]] for label in drawn])
     plot.portrait(method.flow, x=x, y=y, xlim=xlim, ylim=ylim, at=at, equilibria=found, trajectories=drawn,
-                  invariant=view.get("invariant"), minima=minima, starts=method.y0, ax=ax, title=name)
+                  invariant=view.get("invariant"), minima=minima, starts=method.y0, density=PORTRAIT_DENSITY, ax=ax,
+                  title=name)
     return fig
 
 

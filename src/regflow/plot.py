@@ -480,7 +480,7 @@ def _in_slice(eqs, at, ix, iy):
 
 def portrait(system, *, x=0, y=1, xlim, ylim, at=None, args=None, equilibria=None, trajectories=(),
              invariant=None, invariant_levels=None, minima=None, bands=(), nullclines=True, starts=None,
-             ax=None, title=None):
+             density=STREAM_DENSITY, ax=None, title=None):
     """A phase portrait: bands, streamlines, invariant level sets, nullclines, the minima set,
     trajectories, start points and equilibria, bottom to top.
 
@@ -498,6 +498,7 @@ def portrait(system, *, x=0, y=1, xlim, ylim, at=None, args=None, equilibria=Non
     bands : sequence of ``(q, lower, upper)`` or ``(q, lower, upper, label)``.
     nullclines : draw the nullclines.
     starts : start points (shape (n, dim)) to mark; projected in a slice.
+    density : of the streamlines (matplotlib's ``streamplot`` density).
 
     Example
     -------
@@ -513,20 +514,20 @@ def portrait(system, *, x=0, y=1, xlim, ylim, at=None, args=None, equilibria=Non
     plane = {"x": ix, "y": iy, "xlim": xlim, "ylim": ylim, "at": at, "args": args}
     quantity_args = system.args if args is None else args
     slice_of = {**plane, "args": quantity_args, "names": system.names}
+    if not all(3 <= len(entry) <= 4 for entry in bands):
+        raise ValueError("bands must hold tuples (q, lower, upper) or (q, lower, upper, label)")
+    if minima is not None and (len(minima) != 2 or not callable(minima[0])):
+        raise ValueError("minima must be a pair (q, level): the set q(y, args) == level is drawn")
     ax = _axes(ax, PORTRAIT_FIGSIZE)
     for entry in bands:
-        if not 3 <= len(entry) <= 4:
-            raise ValueError("bands must hold tuples (q, lower, upper) or (q, lower, upper, label)")
         band(*entry[:3], label=entry[3] if len(entry) == 4 else None, ax=ax, **slice_of)
-    streamlines(system, ax=ax, **plane)
+    streamlines(system, density=density, ax=ax, **plane)
     if invariant is not None:
         levels = DEFAULT_LEVELS if invariant_levels is None else invariant_levels
         level_sets(invariant, levels=levels, label="invariant level sets", ax=ax, **slice_of)
     if nullclines:
         _draw_nullclines(system, ax=ax, **plane)
     if minima is not None:
-        if len(minima) != 2 or not callable(minima[0]):
-            raise ValueError("minima must be a pair (q, level): the set q(y, args) == level is drawn")
         q, level = minima
         level_sets(q, levels=[level], colors=MINIMA_COLOR, linewidths=MINIMA_LINEWIDTH, inline=False,
                    label="minima", ax=ax, **slice_of)
