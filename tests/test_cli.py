@@ -24,6 +24,7 @@ from regflow._cli_output import TRAJECTORY_FORMATS, check_target, write_trajecto
 CHEAP_RUN = ["run", "scalar_net.weight_decay", "--t1", "1", "--backend", "scipy"]
 
 USER_MODULE = """
+import jax
 import jax.numpy as jnp
 import regflow as rf
 
@@ -50,7 +51,13 @@ def broken():
     raise RuntimeError("boom inside the factory")
 
 
+decay = rf.ODE(lambda t, y, a: jax.tree_util.tree_map(lambda leaf: -leaf, y))     # any pytree state
 blowup = rf.ODE(lambda t, y, a: y ** 2, names=("x",))                 # x(t) = 1 / (1 - t) from x(0) = 1
+@rf.entry("NAME.interrupted", source="Ctrl-C while building")
+def interrupted():
+    raise KeyboardInterrupt
+
+
 number = 3
 
 
@@ -354,6 +361,22 @@ def test_run_user_systems(user, capsys):
     assert status == 0 and "x(t1): [0.540302]" in out
 
 
+def test_run_pytree_state_from_json(user, tmp_path, capsys):
+    start = '{"W": [[1, 2], [3, 4]], "b": [1]}'
+    for ext in (".csv", ".nc"):
+        path = tmp_path / f"tree{ext}"
+        status, out, _ = run_cli(capsys, "run", f"{user}:decay", "--y0", start, "--t1", 1, "--backend", "scipy",
+                                 "--out", path)
+        assert status == 0 and "W[1,1](t1): [1.471518]" in out                         # 4 / e
+    with open(tmp_path / "tree.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["path", "t", "W[0,0]", "W[0,1]", "W[1,0]", "W[1,1]", "b[0]"]
+    np.testing.assert_allclose(np.array(rows[-1][2:], dtype=float), np.array([1, 2, 3, 4, 1]) / np.e, rtol=1e-6)
+    with xr.open_dataset(tmp_path / "tree.nc") as data:
+        assert data["W"].shape == (1, 201, 2, 2) and data["b"].shape == (1, 201, 1)
+        np.testing.assert_allclose(data["W"].values[0, -1], np.array([[1, 2], [3, 4]]) / np.e, rtol=1e-6)
+
+
 def test_diverged_run_exits_failed_and_is_saved(user, tmp_path, capsys):
     path = tmp_path / "blowup.npz"
     status, out, _ = run_cli(capsys, "run", f"{user}:blowup", "--y0", 1, "--t1", 2, "--backend", "scipy", "--out", path)
@@ -410,6 +433,11 @@ def test_internal_error_status_and_traceback(user, capsys, monkeypatch):
     monkeypatch.setenv(cli.DEBUG_ENV, "1")
     status, _, err = run_cli(capsys, "run", f"{user}:broken")
     assert status == cli.EXIT_INTERNAL and "Traceback" in err
+
+
+def test_interrupt_status(user, capsys):
+    status, _, err = run_cli(capsys, "run", f"{user}:interrupted")
+    assert status == cli.EXIT_INTERRUPTED == 130 and "interrupted" in err
 
 
 # ----------------------------------------------------------------------------- portraits
