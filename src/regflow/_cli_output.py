@@ -115,7 +115,7 @@ def _netcdf_ready(traj):
     not numbers or strings as JSON text, 64-bit integer coordinates as 32-bit, and the
     divergence times of an ensemble as a ``diverged_at(path)`` coordinate."""
     data = traj.to_xarray()
-    held = "diverged_at" in data.coords or "diverged_at" in data.attrs or "diverged_at" in getattr(data, "data_vars", {})
+    held = any("diverged_at" in where for where in (data.coords, data.attrs, getattr(data, "data_vars", {})))
     if traj.diverged_at is not None and not held and "path" in data.dims:
         data = data.assign_coords(diverged_at=("path", np.asarray(traj.diverged_at, dtype=np.float64)))
     for name in list(data.coords):

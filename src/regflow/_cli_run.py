@@ -95,7 +95,8 @@ def _start_of(label, method, y0):
     got = jax.tree_util.tree_map(np.shape, y0)
     if jax.tree_util.tree_structure(want) != jax.tree_util.tree_structure(got) or want != got:
         example = ",".join(f"{v:g}" for v in np.ravel(method.start(0))) if isinstance(method.y0, np.ndarray) else ""
-        raise UsageError(f"--y0: {label}'s state has shape {want}, got {got}" + (f"; e.g. --y0 {example}" if example else ""))
+        raise UsageError(f"--y0: {label}'s state has shape {want}, got {got}"
+                         + (f"; e.g. --y0 {example}" if example else ""))
     return _one_start(y0)
 
 
@@ -114,11 +115,12 @@ def entry_portrait(entry, args):
     method = build(entry, args.set)
     if args.steps is not None:
         raise UsageError(f"--steps applies to an rf.Map; {entry.name}'s map runs its own steps={method.steps}")
-    if not isinstance(method.y0, np.ndarray) or method.y0.shape[1] < 2:
+    if not isinstance(method.y0, np.ndarray) or method.y0.ndim != 2 or method.y0.shape[1] < 2:
         raise UsageError(f"{entry.name} has no phase plane: a portrait needs a vector state of 2 or more coordinates")
     options = {**method.options, **_overrides(method, args)}
     changes = {k: options.pop(k) for k in ("t1", "seed", "dt") if k in options}
-    view = {**(method.view or {}), **({"xlim": args.xlim} if args.xlim else {}), **({"ylim": args.ylim} if args.ylim else {})}
+    view = dict(method.view or {})
+    view.update({k: v for k, v in (("xlim", args.xlim), ("ylim", args.ylim)) if v is not None})
     if args.y0 is not None:
         changes["y0"] = _start_of(entry.name, method, args.y0)
     method = dataclasses.replace(method, options=options, view=view, **changes)
@@ -131,16 +133,18 @@ def system_portrait(system, args):
     """The figure of ``regflow portrait`` for a bare ODE, SDE or Map, run from ``--y0``."""
     from . import plot
 
-    if args.y0 is not None and not (isinstance(args.y0, np.ndarray) and args.y0.ndim == 1 and args.y0.size >= 2):
+    if args.y0 is None:
+        kind = type(system).__name__
+        raise UsageError(f"{args.name} is a bare rf.{kind}: give its start with --y0, e.g. --y0 0.3,1.6")
+    if not (isinstance(args.y0, np.ndarray) and args.y0.ndim == 1 and args.y0.size >= 2):
         raise UsageError("--y0: a portrait needs a vector state of 2 or more coordinates, e.g. --y0 0.3,1.6")
+    names = system.names or tuple(f"y{i}" for i in range(args.y0.size))
+    x, y = _plane_names(args.name, names, args.x, args.y)
     if isinstance(system, Map):
         traj, label = _iterate(system, args), "map"
     else:
         traj, label = run(system, args)[1], "flow"
-    if not traj.structure.trivial or traj.flat.shape[-1] < 2:
-        raise UsageError(f"{args.name} has no phase plane: a portrait needs a vector state of 2 or more coordinates")
     names = traj.coordinate_names
-    x, y = _plane_names(args.name, names, args.x, args.y)
     ix, iy = names.index(x), names.index(y)
     start = np.asarray(traj.flat[..., 0, :]).reshape(-1, len(names))[0]
     ax = plot.portrait(system, x=ix, y=iy, xlim=args.xlim or _span(traj.flat[..., ix]),

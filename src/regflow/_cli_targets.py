@@ -96,8 +96,9 @@ def _load_module(module_name):
     except ModuleNotFoundError as error:
         if error.name is None or not module_name.startswith(error.name):
             raise  # the module exists but imports something missing
-        raise UsageError(f"cannot import {module_name!r}: no module {error.name!r} on the Python path; run regflow "
-                         f"from the directory that holds it, install it, or give a file: path/to/file.py:attr") from None
+        raise UsageError(f"cannot import {module_name!r}: no module {error.name!r} on the Python path; run "
+                         f"regflow from the directory that holds it, install it, or give a file: "
+                         f"path/to/file.py:attr") from None
 
 
 def _load_file(path):
@@ -122,7 +123,8 @@ def _load_file(path):
 
 
 def _is_target(value):
-    return isinstance(value, (Entry, Method, *SYSTEMS)) or any(e.factory is value for e in _catalogue._REGISTRY.values())
+    registered = any(e.factory is value for e in _catalogue._REGISTRY.values())
+    return registered or isinstance(value, (Entry, Method, *SYSTEMS))
 
 
 def _a(obj):

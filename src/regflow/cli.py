@@ -40,6 +40,8 @@ EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
 #: ``REGFLOW_DEBUG=1`` (any value but empty or 0) prints tracebacks, as ``--debug`` does.
 DEBUG_ENV = "REGFLOW_DEBUG"
+#: Characters of an unexpected exception's text shown without --debug.
+INTERNAL_MESSAGE_CHARS = 400
 #: Printed coordinates of ``regflow run``'s final state.
 PRINTED_COORDINATES = 20
 #: The file ``check --report DIR`` writes (with figures beside it).
@@ -179,7 +181,8 @@ def build_parser():
                      help="run N paths from the first start (noise paths of an SDE), e.g. --paths 100")
     run.add_argument("--out", metavar="FILE", help="save the trajectory; the extension picks the format: "
                      + ", ".join(f"{k} {v}" for k, v in TRAJECTORY_FORMATS.items()) + "; e.g. --out wd.npz")
-    run.add_argument("--overwrite", action="store_true", help="replace --out if it exists, e.g. --out wd.npz --overwrite")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace --out if it exists, e.g. --out wd.npz --overwrite")
 
     chk = command("check", cmd_check, "check an entry's claims (or every entry's) and print a table per entry", [
         "regflow check scalar_net.gradient_flow",
@@ -268,7 +271,10 @@ def main(argv=None) -> int:
         if debug:
             traceback.print_exc()
         hint = "the traceback is above" if debug else f"rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
-        print(f"{where}: internal error: {type(error).__name__}: {error}. This exception was not expected, in "
+        message = " ".join(str(error).split())  # one paragraph, however long the exception's text
+        if len(message) > INTERNAL_MESSAGE_CHARS:
+            message = message[:INTERNAL_MESSAGE_CHARS] + " ..."
+        print(f"{where}: internal error: {type(error).__name__}: {message}. This exception was not expected, in "
               f"regflow or in code it ran; {hint}.", file=sys.stderr)
         return EXIT_INTERNAL
 
