@@ -7,8 +7,15 @@ resume, validation) uses a cheap pure-numpy `run` so it costs no compilation.
 
 import functools
 import io
+import json
+import multiprocessing
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +24,8 @@ import xarray as xr
 
 import regflow as rf
 import regflow._sweep
+from regflow import _files
+from regflow._fingerprint import fingerprint
 from regflow._progress import ENV_VAR, progress_bar, progress_enabled
 from regflow._sweep import CHECKSUM_FILE, CHUNK_FILE, MANIFEST, POINT_SEED, RESULT_FILE, point_seeds, sweep
 
@@ -241,6 +250,211 @@ def test_out_with_foreign_files_is_refused(tmp_path):
         cheap_sweep(out=tmp_path / "d")
 
 
+# ----------------------------------------------------------------------------- stale results
+
+
+SCALE = 1.0
+
+
+def scale(x):
+    return SCALE * x
+
+
+def scaled_run(params, seed):
+    """Reads a module-level helper and, through it, a module-level constant."""
+    return {"total": scale(params["a"] + params["b"])}
+
+
+def make_run(factor):
+    def run(params, seed):
+        return {"total": factor * params["a"]}
+
+    return run
+
+
+def doubled(**params):
+    return {k: 2 * v for k, v in params.items()}
+
+
+def test_changed_run_is_refused_and_recompute_replaces_it(tmp_path):
+    out = tmp_path / "s"
+    cheap_sweep(out=out, chunk_size=2)
+    run = counting(make_run(3.0))
+    with pytest.raises(ValueError, match=r"holds results of a different run: its code, defaults, closure values .* "
+                                         r"\(run: saved test_sweep.cheap_run .*, this call test_sweep.make_run.<locals>.run"
+                                         r".*\), so they would be stale; pass recompute=True"):
+        cheap_sweep(out=out, chunk_size=2, run=run)
+    fresh = cheap_sweep(out=out, chunk_size=2, run=run, recompute=True)
+    assert run.calls == 6
+    np.testing.assert_array_equal(fresh["total"].values, 3.0 * np.repeat(CHEAP_GRID["a"], 2).reshape(3, 2))
+    run.calls = 0
+    xr.testing.assert_identical(cheap_sweep(out=out, chunk_size=2, run=run), fresh)  # resumed: nothing computed
+    assert run.calls == 0 and sorted(os.listdir(out)) == sweep_files(3)
+
+
+@pytest.mark.parametrize("first, second, what", [
+    ({"run": make_run(1.0)}, {"run": make_run(2.0)}, "run"),  # a closure value
+    ({"run": scaled_run}, {"run": scaled_run, "SCALE": 2.0}, "run"),  # a module constant it reads
+    ({"run": scaled_run}, {"run": scaled_run, "scale": lambda x: x + 1}, "run"),  # a helper it calls
+    ({"run": cheap_run}, {"run": cheap_run, "factory": doubled}, "factory"),
+])
+def test_what_run_and_factory_read_is_part_of_their_fingerprint(tmp_path, monkeypatch, first, second, what):
+    out = tmp_path / "s"
+    sweep(first.get("factory", identity), CHEAP_GRID, run=first["run"], out=out, progress=False)
+    for name in ("SCALE", "scale"):
+        if name in second:
+            monkeypatch.setitem(globals(), name, second[name])
+    with pytest.raises(ValueError, match=f"holds results of a different {what}:"):
+        sweep(second.get("factory", identity), CHEAP_GRID, run=second["run"], out=out, progress=False)
+
+
+def test_the_same_code_rebuilt_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    first = sweep(identity, CHEAP_GRID, run=make_run(1.0), out=out, progress=False)
+    chunks, real = [], regflow._sweep.run_chunk
+    monkeypatch.setattr(regflow._sweep, "run_chunk", lambda *a: chunks.append(a[2]) or real(*a))
+    xr.testing.assert_identical(sweep(identity, CHEAP_GRID, run=make_run(1.0), out=out, progress=False), first)
+    assert chunks == []
+
+
+def _compiled(source):
+    namespace = {"__name__": "user_code", "np": np}
+    exec(compile(source, "<user code>", "exec"), namespace)
+    return namespace["run"]
+
+
+def test_fingerprint_reads_code_not_layout():
+    plain = _compiled("def run(p, s):\n    return {'x': p['a'] * 2}\n")
+    moved = _compiled('\n\n# a comment\ndef run(p, s):\n    """What it does."""\n    # why\n'
+                      "    return {'x': p['a'] * 2}\n")
+    changed = _compiled("def run(p, s):\n    return {'x': p['a'] * 3}\n")
+    renamed = _compiled("def run(q, s):\n    return {'x': q['a'] * 2}\n")
+    assert fingerprint(plain) == fingerprint(moved)
+    assert len({fingerprint(plain), fingerprint(changed), fingerprint(renamed)}) == 3
+    assert fingerprint(functools.partial(plain, s=1)) != fingerprint(functools.partial(plain, s=2))
+
+
+FINGERPRINT_SCRIPT = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("fingerprint", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+CONFIG = {"lr": 0.1, "names": {"a", "b", "c"}, "order": ("x", "y")}
+def run(params, seed):
+    return {"hit": params["method"] in {"euler", "heun", "milstein"}, "lr": CONFIG["lr"]}
+print(module.fingerprint(run))
+"""
+
+
+def test_fingerprint_is_the_same_in_every_process(tmp_path):
+    """Sets and dicts of strings iterate in an order that depends on PYTHONHASHSEED."""
+    source = os.path.join(os.path.dirname(regflow._sweep.__file__), "_fingerprint.py")
+    script = tmp_path / "fp.py"
+    script.write_text(FINGERPRINT_SCRIPT)
+    prints = {subprocess.run([sys.executable, str(script), source], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    assert len(prints) == 1 and len(prints.pop()) == 64
+
+
+def test_a_manifest_without_fingerprints_is_refused(tmp_path):
+    out = tmp_path / "s"
+    cheap_sweep(out=out, chunk_size=2)
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["format"] = 1
+    del manifest["fingerprints"]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="sweep format 1, which recorded no fingerprints .* pass recompute=True"):
+        cheap_sweep(out=out, chunk_size=2)
+    xr.testing.assert_identical(cheap_sweep(out=out, chunk_size=2, recompute=True), cheap_sweep(chunk_size=2))
+
+
+# ----------------------------------------------------------------------------- damaged chunks
+
+
+def _tamper(path, checksum):
+    """Change one result and save a valid npz again: only the checksum can tell."""
+    with np.load(path) as data:
+        content = {k: data[k] for k in data.files}
+    content["result_total"] = content["result_total"] + 1.0
+    with open(path, "wb") as fh:
+        np.savez(fh, **content)
+
+
+DAMAGE = {
+    "empty": (lambda path, checksum: path.write_bytes(b""), "is empty"),
+    "truncated": (lambda path, checksum: path.write_bytes(path.read_bytes()[:-200]),
+                  r"does not match its checksum in chunk-1.sha256 \(\d+ bytes: truncated or modified\)"),
+    "tampered": (_tamper, "does not match its checksum"),
+    "no checksum": (lambda path, checksum: checksum.unlink(), r"has no checksum \(chunk-1.sha256 is missing\)"),
+    "bad checksum": (lambda path, checksum: checksum.write_text(""), "has an unreadable checksum file chunk-1.sha256"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_chunk_is_recomputed_with_a_warning_naming_it(tmp_path, case):
+    out = tmp_path / "s"
+    run = counting(cheap_run)
+    reference = cheap_sweep(out=out, chunk_size=2, run=run)
+    damage, what = DAMAGE[case]
+    damage(out / CHUNK_FILE.format(1), out / CHECKSUM_FILE.format(1))
+    run.calls = 0
+    chunk = re.escape(str(out / CHUNK_FILE.format(1)))
+    with pytest.warns(RuntimeWarning, match=f"^{chunk} {what}.*; computing chunk 1 again$"):
+        again = cheap_sweep(out=out, chunk_size=2, run=run)
+    assert run.calls == 2
+    xr.testing.assert_identical(again, reference)
+    assert sorted(os.listdir(out)) == sweep_files(3)
+    run.calls = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the repaired chunk is trusted again
+        xr.testing.assert_identical(cheap_sweep(out=out, chunk_size=2, run=run), reference)
+    assert run.calls == 0
+
+
+def _sweep_until_killed(out, ready):
+    """Run the cheap sweep; hang inside the fsync of chunk 3 (written, not yet in place)."""
+    real = os.fsync
+
+    def fsync(fd):
+        try:
+            target = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            target = ""
+        if target.startswith("." + CHUNK_FILE.format(3) + _files.TMP_MARK):
+            ready.set()
+            time.sleep(60)
+        real(fd)
+
+    os.fsync = fsync
+    cheap_sweep(out=out, chunk_size=1)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks and reads /proc/self/fd")
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_kill_during_a_sweep_then_a_rerun_loses_nothing_and_leaves_no_stray_files(tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    child = ctx.Process(target=_sweep_until_killed, args=(str(out), ready))
+    child.start()
+    assert ready.wait(30), "the sweep never reached chunk 3"
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(20)
+    stray = [f for f in os.listdir(out) if _files.is_temporary(f)]
+    assert len(stray) == 1 and stray[0].startswith(".chunk-3.npz.tmp-")
+    assert all((out / CHUNK_FILE.format(i)).exists() for i in range(3)) and not (out / CHUNK_FILE.format(3)).exists()
+
+    reference = cheap_sweep()
+    chunks, real = [], regflow._sweep.run_chunk
+    monkeypatch.setattr(regflow._sweep, "run_chunk", lambda *a: chunks.append(a[2]) or real(*a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing damaged: no warning
+        resumed = cheap_sweep(out=out, chunk_size=1)
+    assert [p[0] for p in chunks] == [{"a": 2.0, "b": 20}, {"a": 3.0, "b": 10}, {"a": 3.0, "b": 20}]  # chunks 3-5
+    xr.testing.assert_identical(resumed, reference)
+    assert sorted(os.listdir(out)) == sweep_files(6)
+
+
 # ----------------------------------------------------------------------------- Dask
 
 
@@ -317,6 +531,7 @@ def test_dask_failure_keeps_finished_chunks(tmp_path, client, monkeypatch):
     ({"run": lambda p, s: {"x": np.zeros(int(p["a"]))}}, ValueError, "same names and shapes at every grid point"),
     ({"run": lambda p, s: {"point_seed": 1.0}}, ValueError, "reserved"),
     ({"run": lambda p, s: {"a": 1.0}}, ValueError, "also grid or dimension names"),
+    ({"recompute": "yes"}, TypeError, "recompute must be True or False"),
 ])
 def test_bad_input_is_refused(kwargs, error, match):
     options = {"factory": identity, "grid": CHEAP_GRID, "run": cheap_run, "progress": False} | kwargs

@@ -158,13 +158,15 @@ class _Encoder:
         self.tag(f"array:{array.dtype.str}:{array.shape}")
         if array.dtype.hasobject:
             self.feed(array.tolist(), depth + 1)
-        else:
-            self.raw(np.ascontiguousarray(array).tobytes())
+        else:  # the buffer itself: no copy of a large data set
+            data = memoryview(np.ascontiguousarray(array)).cast("B")
+            self.sha.update(struct.pack("<Q", data.nbytes))
+            self.sha.update(data)
 
     def code(self, code, depth, doc=None):
         consts = code.co_consts
-        if doc is not None and consts and consts[0] is doc:  # the docstring is not code
-            consts = consts[1:]
+        if doc is not None and consts and consts[0] is doc:  # the docstring is not code: as if absent
+            consts = (None, *consts[1:])
         self.tag(f"code:{code.co_name}:{code.co_argcount}:{code.co_posonlyargcount}:{code.co_kwonlyargcount}:"
                  f"{code.co_flags}")
         self.raw(code.co_code)
@@ -205,6 +207,12 @@ class _Encoder:
             self.feed(value, depth + 1)
 
     def instance(self, obj, depth):
+        try:
+            self._instance(obj, depth)
+        except Exception:  # noqa: BLE001  (an object that will not be inspected counts by its type)
+            self.tag(f"unreadable:{_name(type(obj))}")
+
+    def _instance(self, obj, depth):
         cls = type(obj)
         self.tag(f"object:{_name(cls)}")
         user = not _is_library_module(cls.__module__)
