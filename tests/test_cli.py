@@ -58,6 +58,11 @@ def interrupted():
     raise KeyboardInterrupt
 
 
+@rf.entry("NAME.needs", source="a parameter without a default")
+def needs(k):
+    return holds
+
+
 number = 3
 
 
@@ -359,6 +364,8 @@ def test_run_user_systems(user, capsys):
     assert status == 0 and f"{user}.spiral: Trajectory" in out
     status, out, _ = run_cli(capsys, "run", f"{user}:holds", "--t1", 1)
     assert status == 0 and "x(t1): [0.540302]" in out
+    status, out, _ = run_cli(capsys, "run", f"{user}:needs", "--set", "k=1")            # no default: read as JSON
+    assert status == 0 and "x(t1): [0.540302]" in out
 
 
 def test_run_pytree_state_from_json(user, tmp_path, capsys):
@@ -393,6 +400,7 @@ def test_diverged_run_exits_failed_and_is_saved(user, tmp_path, capsys):
     ([":halve", "--y0", "1,2", "--steps", "2", "--backend", "scipy"], "--backend: .* is an rf.Map"),
     ([":rotation", "--y0", "1,0", "--t1", "1", "--set", "k=1"], "--set: .* bare rf.ODE without parameters"),
     ([":spiral", "--set", "k=x"], "--set k: expected a float"),
+    ([":needs"], "has parameters without a default: k; give them with --set, e.g. --set k=VALUE"),
     ([":nothing"], "has no attribute 'nothing'; entries, methods and systems it defines: rotation, noisy, halve"),
     ([":number"], "is an int; expected an rf.Entry, an @rf.entry factory, an rf.Method"),
     ([":undecorated"], r"is a function; .*decorate the factory with @rf.entry"),

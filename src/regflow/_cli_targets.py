@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 
@@ -62,6 +63,11 @@ def build(entry: Entry, pairs):
     """``entry``'s method with the ``--set`` parameters; a failure with parameters set is a
     usage error naming them."""
     params = parameters(entry.name, entry.params, pairs)
+    missing = [p.name for p in inspect.signature(entry.factory).parameters.values()
+               if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in params]
+    if missing:
+        raise UsageError(f"{entry.name} has parameters without a default: {', '.join(missing)}; give them with "
+                         f"--set, e.g. --set {missing[0]}=VALUE")
     try:
         method = entry.build(**params)
     except Exception as error:
