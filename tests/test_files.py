@@ -74,7 +74,8 @@ def test_integrated_args_round_trip(tmp_path):
 def diverged_ensemble():
     y = np.ones((2, 6, 2))
     y[1, 4:] = np.nan
-    return rf.Trajectory(t=T, y=y, diverged_at=[np.inf, 0.7], status="diverged at t=0.7 (1 of 2 paths; see diverged_at)")
+    return rf.Trajectory(t=T, y=y, diverged_at=[np.inf, 0.7],
+                         status="diverged at t=0.7 (1 of 2 paths; see diverged_at)")
 
 
 def test_diverged_at_round_trips_the_file_and_xarray(tmp_path):
@@ -332,7 +333,8 @@ BAD_FILES = {
     "empty": (lambda tp, n: (tp / n).write_bytes(b""), "the file is empty"),
     "npy": (lambda tp, n: np.save(open(tp / n, "wb"), np.zeros(3)), r"it holds one .npy array of shape \(3,\)"),
     "other zip": (lambda tp, n: _zip_without_npy(tp / n), r"it has no 'header', 't', 'y' entries"),
-    "foreign npz": (lambda tp, n: _write(tp / n, a=np.zeros(2)), r"it has no 'header', 't', 'y' entries \(it holds \['a'\]\)"),
+    "foreign npz": (lambda tp, n: _write(tp / n, a=np.zeros(2)),
+                    r"it has no 'header', 't', 'y' entries \(it holds \['a'\]\)"),
     "truncated": (_truncated, "it is not a readable .npz archive, perhaps truncated or damaged"),
     "damaged": (_damaged, r"its 'y' entry cannot be read .*CRC"),
     "pickled": (lambda tp, n: _write(tp / n, header=np.array("{}"), t=np.array([0, 1], dtype=object), y=Y[:2]),
@@ -351,7 +353,8 @@ BAD_FILES = {
     "ensemble vs y": (lambda tp, n: _forge(tp, n, {"ensemble": True}), "its header says ensemble=True but its states"),
     "status": (lambda tp, n: _forge(tp, n, {"status": 3}), r"its header's 'status' is int, expected str"),
     "decreasing times": (lambda tp, n: _forge(tp, n, t=T[::-1].copy()), "t must be strictly increasing"),
-    "diverged_at": (lambda tp, n: _forge(tp, n, diverged_at=np.zeros(4)), r"its diverged_at has shape \(4,\) for 1 paths"),
+    "diverged_at": (lambda tp, n: _forge(tp, n, diverged_at=np.zeros(4)),
+                    r"its diverged_at has shape \(4,\) for 1 paths"),
     "args": (lambda tp, n: _forge(tp, n, {"args_value": {"array": 7}}), "its args cannot be rebuilt"),
     "format": (lambda tp, n: _forge(tp, n, {"format": "x"}), r"its header has format 'x'"),
 }

@@ -281,8 +281,9 @@ def test_changed_run_is_refused_and_recompute_replaces_it(tmp_path):
     cheap_sweep(out=out, chunk_size=2)
     run = counting(make_run(3.0))
     with pytest.raises(ValueError, match=r"holds results of a different run: its code, defaults, closure values .* "
-                                         r"\(run: saved test_sweep.cheap_run .*, this call test_sweep.make_run.<locals>.run"
-                                         r".*\), so they would be stale; pass recompute=True"):
+                                         r"\(run: saved test_sweep.cheap_run .*, this call "
+                                         r"test_sweep.make_run.<locals>.run .*\), so they would be stale; "
+                                         r"pass recompute=True"):
         cheap_sweep(out=out, chunk_size=2, run=run)
     fresh = cheap_sweep(out=out, chunk_size=2, run=run, recompute=True)
     assert run.calls == 6

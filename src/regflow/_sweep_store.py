@@ -125,7 +125,8 @@ class Store:
             shown = {"grid": lambda g: " x ".join(f"{n}{v}" for n, v in g)}
             detail = "; ".join(f"{key}: saved {shown.get(key, repr)(saved.get(key))}, this call "
                                f"{shown.get(key, repr)(new[key])}" for key in differ)
-            raise ValueError(f"out={self.path!r} holds a sweep with a different {', '.join(differ)} ({detail}); {fresh}")
+            raise ValueError(f"out={self.path!r} holds a sweep with a different {', '.join(differ)} ({detail}); "
+                             f"{fresh}")
         saved_prints = saved.get("fingerprints") or {}
         changed = [key for key in FINGERPRINTED if saved_prints.get(key) != new["fingerprints"][key]]
         if changed:

@@ -42,6 +42,11 @@ class Trajectory:
         ``None`` for a single path.  States of an ensemble path after that time are NaN.
     meta : system, args, seed, backend, method, library versions.
 
+    The fields are checked when a trajectory is built: ``t`` 1-D, finite and strictly
+    increasing; ``y`` real, with one state per time; one distinct name per coordinate;
+    ``status`` ``"ok"`` or starting with ``"diverged"``/``"failed"``; ``diverged_at`` one
+    time per path.
+
     Example
     -------
     >>> traj = rf.integrate(ode, y0, 1.0)          # doctest: +SKIP
@@ -85,10 +90,12 @@ class Trajectory:
             object.__setattr__(self, "names", _check_names(self.names, self.structure.size))
         _check_status(self.status)
         if self.diverged_at is not None:
-            object.__setattr__(self, "diverged_at", _check_diverged_at(self.diverged_at, self.paths))
+            paths = lead[0] if self.ensemble else 1
+            object.__setattr__(self, "diverged_at", _check_diverged_at(self.diverged_at, paths))
         if not isinstance(self.meta, Mapping):
             raise TypeError(f"meta must be a dict, got {type(self.meta).__name__}")
-        object.__setattr__(self, "meta", dict(self.meta))
+        if not isinstance(self.meta, dict):
+            object.__setattr__(self, "meta", dict(self.meta))
 
     @classmethod
     def from_flat(cls, t, flat, structure, **fields) -> "Trajectory":
