@@ -195,9 +195,9 @@ def test_check_report_overwrite_writes_the_report(tmp_path, capsys, monkeypatch)
     import regflow._report
 
     written = []
-    monkeypatch.setattr(rf.claims, "check", lambda entry: rf.Report(()))
+    monkeypatch.setattr(rf.claims, "check", lambda entry, falsify=False: rf.Report(()))
     monkeypatch.setattr(regflow._report, "write_report",
-                        lambda reports, directory: written.append((list(reports), directory)) or "done")
+                        lambda reports, directory, runs=None: written.append((list(reports), directory)) or "done")
     (tmp_path / "report.md").write_text("old")
     status, out, _ = run_cli(capsys, "check", "scalar_net.adaptive_gd", "--report", tmp_path, "--overwrite")
     assert status == cli.EXIT_OK and written == [(["scalar_net.adaptive_gd"], str(tmp_path))]

@@ -3,7 +3,7 @@
     regflow list
     regflow run NAME [--set K=V ...] [--y0 Y] [--t1 T] [--dt H] [--steps N] [--paths N] [--seed S]
                 [--backend B] [--out FILE.npz|.nc|.csv] [--overwrite]
-    regflow check NAME|all [--report DIR] [--overwrite]
+    regflow check NAME|all [--report DIR] [--overwrite] [--falsify]
     regflow portrait NAME --out FILE.png [--x X --y Y] [--xlim LO,HI --ylim LO,HI] [--overwrite] ...
 
 ``NAME`` is a catalogue entry (``regflow list``) or ``package.module:attr`` /
@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _cli_args as read
 from ._catalogue import Entry
+from ._progress import progress_bar
 from ._cli_args import UsageError
 from ._cli_output import TRAJECTORY_FORMATS, check_directory, check_target, figure_formats, save_figure, \
     write_trajectory
@@ -104,17 +105,20 @@ def cmd_check(args):
             raise UsageError(f"--report covers catalogue entries; check {args.name} without it for the claim table")
         check_directory(args.report, flag="--report", overwrite=args.overwrite, inside=REPORT_FILE)
     reports = {}
-    for entry in entries:
-        reports[entry.name] = check(entry)
-        print(reports[entry.name].table() + "\n", flush=True)
+    with progress_bar(len(entries), "check", unit="entry") as bar:
+        for entry in entries:
+            bar.set_postfix_str(entry.name)
+            reports[entry.name] = check(entry, falsify=args.falsify)
+            bar.write(reports[entry.name].table() + "\n")
+            bar.update()
     total = sum(reports.values(), Report(()))
     scope = "catalogue" if args.name == "all" else args.name
-    print(f"{scope}: {sum(r.passed for r in total.rows)} passed, {len(total.failed)} failed")
+    print(f"{scope}: {total.summary()}", flush=True)
     if args.report:
         from ._report import write_report
 
-        print(f"report written to {write_report(reports, args.report)}")
-    return EXIT_OK if total.passed else EXIT_FAILED
+        print(f"report written to {write_report(reports, args.report, runs=total.runs)}")
+    return EXIT_OK if total.passed and not (args.falsify and total.vacuous) else EXIT_FAILED
 
 
 def cmd_portrait(args):
@@ -188,6 +192,7 @@ def build_parser():
         "regflow check scalar_net.gradient_flow",
         "regflow check all --report report",
         "regflow check all --report report --overwrite",
+        "regflow check scalar_net.gradient_flow --falsify",
         "regflow check mysystems:method --debug"])
     chk.add_argument("name", metavar="NAME", help="catalogue entry, 'all', or package.module:attr of your own entry "
                      "or method; e.g. scalar_net.gradient_flow")
@@ -195,6 +200,9 @@ def build_parser():
                      "e.g. --report report")
     chk.add_argument("--overwrite", action="store_true",
                      help=f"replace an existing DIR/{REPORT_FILE}, e.g. --report report --overwrite")
+    chk.add_argument("--falsify", action="store_true",
+                     help="also rerun every claim on perturbed systems and give each row a verdict (falsified by, "
+                     "identity, vacuous); a vacuous row makes the exit status 1; e.g. regflow check all --falsify")
 
     por = command("portrait", cmd_portrait, "draw the phase portrait of an entry (or of a system of your own)", [
         "regflow portrait scalar_net.gradient_flow --x w1 --y w2 --out portrait.png",
