@@ -533,6 +533,7 @@ def test_dask_failure_keeps_finished_chunks(tmp_path, client, monkeypatch):
     ({"run": lambda p, s: {"point_seed": 1.0}}, ValueError, "reserved"),
     ({"run": lambda p, s: {"a": 1.0}}, ValueError, "also grid or dimension names"),
     ({"recompute": "yes"}, TypeError, "recompute must be True or False"),
+    ({"recompute": True}, ValueError, "recompute=True discards the results saved in out, but out is None"),
 ])
 def test_bad_input_is_refused(kwargs, error, match):
     options = {"factory": identity, "grid": CHEAP_GRID, "run": cheap_run, "progress": False} | kwargs

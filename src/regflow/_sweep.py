@@ -123,6 +123,9 @@ def sweep(factory: Callable, grid: Mapping, *, run: Callable, out=None, chunk_si
         raise TypeError(f"description must be a str, got {type(description).__name__}")
     if not isinstance(recompute, (bool, np.bool_)):
         raise TypeError(f"recompute must be True or False, got {recompute!r}")
+    if recompute and out is None:
+        raise ValueError("recompute=True discards the results saved in out, but out is None; give out=DIR or drop "
+                         "recompute")
 
     seeds = point_seeds(seed, grid.size)
     bounds = [(start, min(start + chunk_size, grid.size)) for start in range(0, grid.size, chunk_size)]
