@@ -131,6 +131,8 @@ def _storable(attrs):
     def one(value):
         if isinstance(value, (str, int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
             return value
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "fi":
+            return value  # netCDF3 stores 1-D numeric attributes as numbers (e.g. diverged_at)
         return json.dumps(value, default=str)
 
     return {str(k): one(v) for k, v in attrs.items()}
