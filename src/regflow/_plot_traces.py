@@ -85,10 +85,12 @@ def _finite_abs(*arrays):
     return values[np.isfinite(values)]
 
 
-def _scale_y(ax, values, symmetric=False):
-    """Choose the y axis: log for positive data spanning decades; symmetric log for data around 0
-    that span decades (always, with ``symmetric``, unless all are 0); else linear.  Magnitudes
-    below `ZERO_BELOW` times the largest count as 0."""
+def _scale_y(ax, values, symmetric=False, data=None):
+    """Choose the y axis for ``values`` (data and reference): log for positive values spanning
+    decades; symmetric log for values around 0 that span decades (always, with ``symmetric``,
+    unless all are 0); else linear.  Magnitudes below `ZERO_BELOW` times the largest count as 0.
+    A symmetric log axis is linear below `SYMLOG_DEPTH` of the largest magnitude of ``data``
+    (default: of ``values``), so that small data are drawn on its log part."""
     finite = np.concatenate([np.ravel(v) for v in values]) if values else np.array([])
     finite = finite[np.isfinite(finite)]
     top = np.max(np.abs(finite)) if len(finite) else 0.0
@@ -101,6 +103,11 @@ def _scale_y(ax, values, symmetric=False):
         return "log"
     if symmetric or spread > DECADES_FOR_LOG:
         linthresh = float(max(nonzero.min(), top * SYMLOG_DEPTH))
+        if data is not None:
+            own = np.abs(np.ravel(data))
+            own = own[np.isfinite(own) & (own > top * ZERO_BELOW)]
+            if len(own):
+                linthresh = float(max(own.min(), own.max() * SYMLOG_DEPTH))
         ax.set_yscale("symlog", linthresh=linthresh)
         _symlog_ticks(ax, linthresh, top, negative=symmetric or bool(np.any(finite < 0)),
                       positive=symmetric or bool(np.any(finite > 0)))
@@ -180,7 +187,7 @@ def _draw_drift(ax, tr, ref):
         ax.axhspan(-tol, tol, color=BAND_COLOR, alpha=BAND_ALPHA, label=f"tolerance ±{tol:g}")
         shown.append(np.array([tol, -tol]))
     ax.axhline(0.0, color="grey", linewidth=0.6)
-    _scale_y(ax, shown, symmetric=True)
+    _scale_y(ax, shown, symmetric=True, data=curves)
     big = _finite_abs(*shown)
     if len(big) and big.max() > 0:
         ax.set_ylim(-1.5 * big.max(), 1.5 * big.max())

@@ -63,8 +63,8 @@ MAP_MARKER = "o"
 MAP_MARKERSIZE = 3.5
 MAP_LINEWIDTH = 0.7
 #: Noise sample paths of an SDE: thin and faint, so that a few of them read as a spread.
-SAMPLE_PATH_LINEWIDTH = 0.6
-SAMPLE_PATH_ALPHA = 0.4
+SAMPLE_PATH_LINEWIDTH = 0.7
+SAMPLE_PATH_ALPHA = 0.5
 TRAJECTORY_STYLES = ("auto", "line", "markers", "paths")
 #: Start points: marker, size, face and edge colours.
 START_MARKER = "o"
