@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._catalogue import Method  # noqa: E402
 from ._integrate import iterate  # noqa: E402
 from ._progress import progress_bar  # noqa: E402
 from ._system import SDE  # noqa: E402
@@ -256,10 +257,13 @@ def _file_name(name, kind):
     return re.sub(r"[^A-Za-z0-9_-]", "_", name) + f"_{kind}.png"
 
 
-def _entry_method(name, report):
-    """The catalogue entry ``name`` built with the parameters its rows record, or None."""
+def _entry_method(name, report, given=None):
+    """The method checked (``given``), else the catalogue entry ``name`` built with the parameters
+    its rows record, or None."""
     from ._catalogue import catalogue
 
+    if given is not None:
+        return given
     entry = catalogue().get(name)
     if entry is None:
         return None
@@ -277,6 +281,8 @@ def _check_inputs(reports, runs):
             raise TypeError('runs must be a mapping of entry name -> {"flow": Trajectory, "map": Trajectory}')
         for name, pair in runs.items():
             for key, traj in pair.items():
+                if key == "method" and isinstance(traj, Method):
+                    continue
                 if key not in ("flow", "map") or not isinstance(traj, Trajectory):
                     raise TypeError(f'runs[{name!r}] must map "flow" and/or "map" to an rf.Trajectory, '
                                     f"got {key!r}: {type(traj).__name__}")
@@ -299,7 +305,7 @@ def write_report(reports, directory, *, progress=None, runs=None) -> str:
     methods, notes = {}, {}
     for name, report in reports.items():
         try:
-            methods[name] = _entry_method(name, report)
+            methods[name] = _entry_method(name, report, runs.get(name, {}).get("method"))
         except Exception as error:  # an entry that no longer builds still gets its tables
             methods[name], notes[name] = None, f"(portrait not drawn: {_escape(error)})"
     portraits = {name for name, method in methods.items() if method is not None and has_portrait(method)}
@@ -320,7 +326,8 @@ def write_report(reports, directory, *, progress=None, runs=None) -> str:
                     lines += [notes[name], ""]
                 if name in portraits:
                     try:
-                        fig = entry_portrait(name, methods[name], runs=runs.get(name))
+                        given = {k: v for k, v in runs.get(name, {}).items() if k != "method"}
+                        fig = entry_portrait(name, methods[name], runs=given)
                     except Exception as error:  # a figure that cannot be drawn is reported, not fatal
                         lines += [f"(portrait not drawn: {_escape(error)})", ""]
                     else:

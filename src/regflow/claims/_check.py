@@ -73,7 +73,7 @@ def check_method(method: Method, *, name: str = "method", params: dict | None = 
     base = _claim_rows(ctx)
     if falsify:
         base = _falsify(method, name, params, base)
-    return Report(tuple(row for rows in base for row in rows), {name: ctx.shared_runs()})
+    return Report(tuple(row for rows in base for row in rows), {name: {**ctx.shared_runs(), "method": method}})
 
 
 def _falsify(method, name, params, base):

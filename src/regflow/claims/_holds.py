@@ -30,7 +30,8 @@ class Holds(Claim):
         value = float(value)
         if trace is None:
             bounds = [b for b in (self.lo, self.hi) if np.isfinite(b)]
-            trace = Trace([0.0], [value], "", self.what, "points", bounds[0] if len(bounds) == 1 else None)
+            reference = bounds[0] if len(bounds) == 1 else ([0.0, 0.0], bounds, "interval") if bounds else None
+            trace = Trace([0.0], [value], "", self.what, "points", reference)
         title = f"Holds({self.name or label(self.measure, None)})"
         return [self._row(ctx, title, self.what, value, f"in [{self.lo:g}, {self.hi:g}]",
                           self.lo <= value <= self.hi, trace)]

@@ -69,14 +69,16 @@ class Row:
 
 def _cell(text) -> str:
     """A markdown table cell: pipes escaped, line breaks folded."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return text.replace("*", "\\*").replace("_", "\\_")
 
 
 @dataclasses.dataclass(frozen=True)
 class Report:
     """Rows of `check`: one per measured figure of each claim.  ``runs`` holds, per entry, the
-    runs its claims shared (``{"flow": Trajectory, "map": Trajectory}``, those that were made),
-    so a report's figures can draw them without integrating again."""
+    method checked and the runs its claims shared (``{"method": Method, "flow": Trajectory,
+    "map": Trajectory}``, the runs that were made), so a report's figures can draw them without
+    building and integrating again (a rebuilt method compiles anew)."""
 
     rows: tuple[Row, ...]
     runs: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -132,10 +134,10 @@ class Report:
         head = self._head()
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
-            cells = self._cells(r)
+            cells = [*self._cells(r), r.source + (f" ({r.note})" if r.note else "")]
+            cells = list(map(_cell, cells))
             cells[5] = "PASS" if r.passed else "**FAIL**"
-            cells.append(r.source + (f" ({r.note})" if r.note else ""))
-            lines.append("| " + " | ".join(map(_cell, cells)) + " |")
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
     def __str__(self):
