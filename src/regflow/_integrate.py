@@ -12,12 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _tree
+from . import _memory, _tree, _validate
 from ._compiled import bind_quantity, compile_system, split
 from ._progress import progress_enabled
 from ._system import ODE, SDE, Map, describe
 from ._trajectory import Trajectory
 from ._versions import versions
+from .backends._common import DIVERGENCE_BOUND
 
 BACKENDS = ("auto", "scipy", "diffrax", "sdeint", "jax")
 DEFAULT_ODE_METHOD = "dopri5"
@@ -27,8 +28,9 @@ SDE_METHODS = {"jax": ("euler", "milstein", "heun"), "diffrax": ("euler", "milst
 DEFAULT_SDE_METHOD = {"ito": "euler", "stratonovich": "heun"}
 #: Saved times of an ODE ensemble when ``ts`` is not given (paths take different steps).
 DEFAULT_ENSEMBLE_SAVES = 101
-#: Said when an adaptive solver stopped without diverging.
-FAILURE_HINT = ": the solver could not go on (step budget spent or steps too small); try method='kvaerno5' or 'radau' for stiff or non-smooth fields, or a fixed-step method with dt"
+#: Said when an adaptive solver stopped without diverging (its field finite where it stopped).
+FAILURE_HINT = (": the solver could not go on (step budget spent or steps too small) although the field is finite "
+                "there; try method='kvaerno5' or 'radau' for stiff or non-smooth fields, or a fixed-step method with dt")
 #: Relative tolerance for "this time lies on the step grid".
 GRID_TOL = 1e-9
 
@@ -128,18 +130,21 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         raise TypeError(f"system must be an rf.ODE or rf.SDE, got {type(system).__name__}")
     backend = _check_backend(system, backend)
     t0, t1 = _check_times(t0, t1)
-    structure, y0, ensemble = _check_y0(y0, paths, batched)
+    structure, starts, n_paths, ensemble = _check_y0(y0, paths, batched)
     args = _check_args(system.args)
-    _check_output_shape(system, structure, t0, args)
-    _check_tol(rtol, "rtol")
-    _check_tol(atol, "atol")
+    _validate.check_outputs(system, structure, t0, args)
+    rtol, atol = _validate.tolerances(rtol, atol)
     ts = _check_ts(ts, t0, t1)
+    saved = _check_save_quantity(save, structure, args)
+    _check_names_fit(system, structure, saved)
+    width = structure.size if saved is None else saved.size
     if isinstance(system, SDE):
         method = _check_sde_method(system, backend, method)
         if dt is None:
             raise ValueError(f"dt is required to integrate an SDE with the fixed-step method {method!r}; pass e.g. dt=1e-3")
         dt = _check_dt(dt)
         n_steps = _grid_steps(t1 - t0, dt, "t1 - t0")
+        _check_sde_memory(system, backend, n_paths, structure.size, width, n_steps, ts, dt, t1 - t0)
         save_idx = np.arange(n_steps + 1) if ts is None else _grid_indices(ts, t0, dt)
         if ts is None:
             ts = t0 + dt * save_idx
@@ -149,15 +154,18 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         save_idx = None
         if ts is None and ensemble:
             ts = np.linspace(t0, t1, DEFAULT_ENSEMBLE_SAVES)
+        fixed_steps = math.ceil((t1 - t0) / dt) if dt is not None and method in _fixed_ode_methods(backend) else None
+        _check_ode_memory(n_paths, structure.size, width, ts, fixed_steps, dt)
     progress_enabled(progress)  # validates
     if save is not None and ts is None and isinstance(system, ODE):
         raise ValueError("save= keeps a quantity at the times ts; pass ts, e.g. ts=np.linspace(t0, t1, 101)")
+    y0 = _broadcast(starts, n_paths)
     flat, params = compile_system(flatten_system(system, structure), args)
-    problem = Problem(flat, y0, ensemble, t0, t1, ts, method, float(rtol), float(atol), dt, seed,
-                      params, save_idx, progress, structure, system, args,
-                      _check_save(save, structure, args, backend == "jax" or backend == "diffrax" and isinstance(system, ODE)))
+    native = backend == "jax" or backend == "diffrax" and isinstance(system, ODE)
+    problem = Problem(flat, y0, ensemble, t0, t1, ts, method, rtol, atol, dt, seed, params, save_idx, progress,
+                      structure, system, args, _bound_save(save, structure, args, native))
     solution = Solution(*_backend_module(backend, system).solve(problem))
-    return _trajectory(problem, backend, _saved(problem, solution, save))
+    return _trajectory(problem, backend, _saved(problem, solution, save, saved))
 
 
 def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, save=None,
@@ -178,55 +186,81 @@ def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, save
     """
     if not isinstance(map_, Map):
         raise TypeError(f"iterate takes an rf.Map, got {type(map_).__name__}; integrate flows with rf.integrate")
-    steps = _check_positive_int(steps, "steps")
-    every = _check_positive_int(every, "every")
-    structure, y0, ensemble = _check_y0(y0, paths, batched)
+    steps = _validate.positive_int(steps, "steps", example=100)
+    every = _validate.positive_int(every, "every", example=10)
+    structure, starts, n_paths, ensemble = _check_y0(y0, paths, batched)
     args = _check_args(map_.args)
-    _check_output_shape(map_, structure, 0.0, args)
+    _validate.check_outputs(map_, structure, 0.0, args)
+    saved = _check_save_quantity(save, structure, args)
+    _check_names_fit(map_, structure, saved)
+    n_saves = steps // every + 1 + (steps % every != 0)
+    _check_iterate_memory(n_paths, structure.size, structure.size if saved is None else saved.size, steps, every,
+                          n_saves)
     save_idx = np.unique(np.append(np.arange(0, steps + 1, every), steps))
     progress_enabled(progress)  # validates
+    y0 = _broadcast(starts, n_paths)
     flat, params = compile_system(flatten_system(map_, structure), args)
     problem = Problem(flat, y0, ensemble, 0.0, steps * map_.dt, map_.dt * save_idx, "iterate", 0.0, 0.0,
                       map_.dt, seed, params, save_idx, progress, structure, map_, args,
-                      _check_save(save, structure, args, True))
+                      _bound_save(save, structure, args, True))
     from .backends import scan_
 
-    return _trajectory(problem, "jax", _saved(problem, Solution(*scan_.iterate_map(problem)), save))
+    return _trajectory(problem, "jax", _saved(problem, Solution(*scan_.iterate_map(problem)), save, saved))
 
 
-def _check_save(save, structure, args, native):
-    """``(bound quantity on flat states, params)`` where the backend evaluates ``save`` inside
-    the solve (``native``: diffrax ODEs, regflow's scan), else None (applied to the states after)."""
+def _check_save_quantity(save, structure, args):
+    """The `Structure` of ``save``'s values (validated: ``q(y, args)``, real), or None."""
     if save is None:
         return None
-    if not callable(save):
-        raise TypeError(f"save must be a quantity q(y, args) (scalar, array or pytree), got {type(save).__name__}")
-    try:
-        jax.eval_shape(lambda y: save(y, args), structure.abstract())
-    except Exception as err:  # noqa: BLE001  (any failure of the user's quantity)
-        raise ValueError(f"save must be a quantity q(y, args) of the state ({structure.describe()}); calling it on "
-                         f"the state failed: {err}") from err
-    if not native:
+    out = _validate.check_quantity(save, structure, args, "save")
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(out)
+    return _tree.Structure(treedef, tuple(tuple(leaf.shape) for _, leaf in leaves),
+                           tuple(_tree.path_name(p) for p, _ in leaves))
+
+
+def _check_names_fit(system, structure, saved):
+    """The system's names, one per coordinate of the state (not needed for ``save=`` values)."""
+    if saved is None and system.names is not None and len(system.names) != structure.size:
+        raise ValueError(f"the system names {len(system.names)} coordinates {system.names} but y0 has {structure.size} "
+                         f"({structure.describe()}); give one name per coordinate, or pass y0 of the system's shape")
+
+
+def _bound_save(save, structure, args, native):
+    """``(bound quantity on flat states, params)`` where the backend evaluates ``save`` inside
+    the solve (``native``: diffrax ODEs, regflow's scan), else None (applied to the states after)."""
+    if save is None or not native:
         return None
     q = save if structure.trivial else _tree.FlatQuantity(save, structure)
     dynamic, static = split((q,))
     return bind_quantity(static), (dynamic, args)
 
 
-def _saved(problem, solution, save):
-    """The solution of ``save``'s values: computed by the backend, or from its states here."""
+def _saved(problem, solution, save, structure):
+    """The solution with the divergence rule applied (`_after_divergence`) and, with ``save``, its
+    values (of `Structure` ``structure``): computed by the backend, or from its states here."""
+    solution = _after_divergence(problem, solution)
     if save is None:
         return solution
-    out = jax.eval_shape(lambda y: save(y, problem.user_args), problem.structure.abstract())
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(out)
-    structure = _tree.Structure(treedef, tuple(tuple(leaf.shape) for _, leaf in leaves),
-                                tuple(_tree.path_name(p) for p, _ in leaves))
-    ys = np.asarray(solution.ys)
+    ys = solution.ys
     if problem.save is None:  # the backend kept the states: evaluate save on them
         traj = Trajectory.from_flat(solution.t, ys, problem.structure, ensemble=True)
         values = traj.evaluate(save, args=problem.user_args)
         ys = np.concatenate([np.reshape(v, (*ys.shape[:2], -1)) for v in jax.tree_util.tree_leaves(values)], axis=-1)
     return solution._replace(ys=ys), structure
+
+
+def _after_divergence(problem, solution):
+    """One rule on every backend: a path's saves at or after the time it stopped (diverged or
+    failed) are NaN, except its start (the given, finite ``y0``)."""
+    t, stop = np.asarray(solution.t), np.asarray(solution.stop_t)
+    ys = np.asarray(solution.ys)
+    if not np.isfinite(stop).any():
+        return solution._replace(ys=ys)
+    after = (t[None, :] >= stop[:, None]) & (t[None, :] > problem.t0)
+    if after.any():
+        ys = np.array(ys, dtype=np.float64, copy=True)
+        ys[after] = np.nan
+    return solution._replace(ys=ys)
 
 
 # ----------------------------------------------------------------------------- results
@@ -255,8 +289,6 @@ def _trajectory(problem, backend, solution) -> Trajectory:
     failed = np.zeros(len(div_t), bool) if solution.failed is None else np.asarray(solution.failed)
     dim = ys.shape[-1]
     names = None if saved else system.names or (tuple(f"y{i}" for i in range(dim)) if structure.trivial else None)
-    if names is not None and len(names) != dim:
-        raise ValueError(f"system names {names} has {len(names)} entries but the state has dimension {dim}")
     meta = {
         "system": describe(system),
         "args": system.args,
@@ -287,7 +319,7 @@ def _trajectory(problem, backend, solution) -> Trajectory:
     y = ys[0]
     status = "ok"
     if diverged[0]:
-        keep = np.all(np.isfinite(y), axis=-1) & (t < div_t[0])
+        keep = np.all(np.isfinite(y), axis=-1) & ((t < div_t[0]) | (t == problem.t0))
         t, y = t[keep], y[keep]
         status = f"diverged at t={div_t[0]:.6g}" if not failed[0] else f"failed at t={div_t[0]:.6g}" + FAILURE_HINT
     return Trajectory.from_flat(t, y, structure, names=names, status=status, meta=meta, ensemble=False)
@@ -341,126 +373,62 @@ def _check_ode_method(backend, method, dt):
     return method
 
 
+def _fixed_ode_methods(backend):
+    from .backends import diffrax_
+
+    return diffrax_.FIXED_STEP if backend == "diffrax" else ()
+
+
 def _check_times(t0, t1):
-    t0, t1 = _finite_float(t0, "t0"), _finite_float(t1, "t1")
+    t0, t1 = _validate.finite_number(t0, "t0", "0.0"), _validate.finite_number(t1, "t1", "1.0")
     if not t1 > t0:
         raise ValueError(f"t1 must be greater than t0, got t0={t0}, t1={t1}")
     return t0, t1
 
 
-def _finite_float(x, name):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {x!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
-
-
 def _check_dt(dt):
-    dt = _finite_float(dt, "dt")
-    if dt <= 0:
-        raise ValueError(f"dt must be positive, got {dt}; pass the step size, e.g. dt=1e-3")
-    return dt
-
-
-def _check_tol(tol, name):
-    tol = _finite_float(tol, name)
-    if tol <= 0:
-        raise ValueError(f"{name} must be positive, got {tol}")
-
-
-def _check_positive_int(n, name):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {n!r}")
-    if n < 1:
-        raise ValueError(f"{name} must be at least 1, got {n}")
-    return int(n)
+    return _validate.positive_number(dt, "dt", "1e-3")
 
 
 def _check_y0(y0, paths, batched):
-    """``(structure, starts (paths, dim), ensemble)``: an ensemble only when said (``paths`` or
-    ``batched``), never guessed from the shape of ``y0``."""
-    if not isinstance(batched, bool):
-        raise TypeError(f"batched must be True or False, got {batched!r}")
+    """``(structure, starts (1 or paths, dim), paths, ensemble)``: an ensemble only when said
+    (``paths`` or ``batched``), never guessed from the shape of ``y0``.  Nothing is broadcast to
+    the paths yet (`_broadcast`, after the memory estimate)."""
+    batched = _validate.flag(batched, "batched")
     if paths is not None:
-        paths = _check_positive_int(paths, "paths")
+        paths = _validate.positive_int(paths, "paths", example=100)
     structure, flat = _tree.structure_of(y0, "y0", batched=batched)
+    big = np.max(np.abs(flat))
+    if big > DIVERGENCE_BOUND:
+        raise ValueError(f"y0 has an entry of magnitude {big:.3g}, beyond the divergence bound {DIVERGENCE_BOUND:g} "
+                         f"(a state that large counts as diverged on every backend); rescale the state")
     if batched:
         if paths is not None and flat.shape[0] != paths:
             raise ValueError(f"y0 has {flat.shape[0]} starts (batched) but paths={paths}; pass paths={flat.shape[0]} "
                              f"or leave paths out")
-        return structure, flat, True
+        return structure, flat, flat.shape[0], True
     if paths is not None:
-        return structure, np.broadcast_to(flat, (paths, flat.shape[-1])).copy(), True
-    return structure, flat[None, :], False
+        return structure, flat[None, :], paths, True
+    return structure, flat[None, :], 1, False
+
+
+def _broadcast(starts, paths):
+    return starts if len(starts) == paths else np.broadcast_to(starts, (paths, starts.shape[-1])).copy()
 
 
 def _check_args(args):
-    for leaf in jax.tree_util.tree_leaves(args):
-        if isinstance(leaf, (int, float, complex, np.ndarray, np.generic, jax.Array)) and not isinstance(leaf, bool):
-            if not np.all(np.isfinite(np.asarray(leaf))):
-                raise ValueError(f"args must be finite; a parameter is {leaf!r}")
-    return args
-
-
-#: Output checks already passed: (callables' static part, state structure, args signature).
-_CHECKED: set = set()
-
-
-def _signature(args):
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    return treedef, tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf).__name__))) for leaf in leaves)
-
-
-def _check_output_shape(system, structure, t, args):
-    """The callables return the state's structure and shapes (traced once per structure)."""
-    fns = {Map: lambda: (system.step,), ODE: lambda: (system.vector_field,),
-           SDE: lambda: (system.drift, system.diffusion)}[type(system)]()
-    key = (type(system), getattr(system, "noise", None), getattr(system, "stochastic", None), split(fns)[1],
-           structure, _signature(args))
-    try:
-        if key in _CHECKED:
-            return
-    except TypeError:  # an unhashable static part: check every time
-        key = None
-    y = structure.abstract()
-    if isinstance(system, Map):
-        name = "step"
-        call = (lambda y: system.step(0, y, args, jax.random.PRNGKey(0))) if system.stochastic else (
-            lambda y: system.step(0, y, args))
-    else:
-        name = "vector_field" if isinstance(system, ODE) else "drift"
-        call = lambda y: system.drift(t, y, args)  # noqa: E731
-    _tree.check_like(structure, jax.eval_shape(call, y), name)
-    if isinstance(system, SDE):
-        g = jax.eval_shape(lambda y: system.diffusion(t, y, args), y)
-        if system.noise == "general":
-            leaves = jax.tree_util.tree_leaves(g)
-            width = {tuple(leaf.shape[-1:]) for leaf in leaves}
-            if len(width) != 1 or jax.tree_util.tree_structure(g) != structure.treedef or any(
-                    tuple(leaf.shape[:-1]) != s for leaf, s in zip(leaves, structure.shapes)):
-                raise ValueError(f"the diffusion returns shapes {[tuple(leaf.shape) for leaf in leaves]} but "
-                                 f"noise='general' needs each leaf's shape + (m,), e.g. ({structure.size}, m) for a "
-                                 f"vector state of dimension {structure.size}")
-        else:
-            try:
-                _tree.check_like(structure, g, "diffusion")
-            except ValueError as err:
-                raise ValueError(f"{err} (noise={system.noise!r}: the diffusion has the state's shape)") from None
-    if key is not None:
-        _CHECKED.add(key)
+    return _validate.finite_args(args)
 
 
 def _check_ts(ts, t0, t1):
     if ts is None:
         return None
-    ts = np.asarray(ts, dtype=np.float64).ravel()
+    ts = _validate.times(ts)
     if ts.size == 0 or not np.all(np.isfinite(ts)):
-        raise ValueError("ts must be a non-empty array of finite times")
+        raise ValueError("ts must be a non-empty array of finite times, e.g. ts=np.linspace(t0, t1, 11)")
     if np.any(np.diff(ts) <= 0):
-        raise ValueError("ts must be strictly increasing")
+        k = int(np.argmax(np.diff(ts) <= 0))
+        raise ValueError(f"ts must be strictly increasing; ts[{k}] = {ts[k]} is followed by ts[{k + 1}] = {ts[k + 1]}")
     if ts[0] < t0 or ts[-1] > t1:
         raise ValueError(f"ts must lie in [t0, t1] = [{t0}, {t1}], got [{ts[0]}, {ts[-1]}]")
     if ts[-1] < t1:
@@ -481,3 +449,57 @@ def _grid_indices(ts, t0, dt):
     if off.any():
         raise ValueError(f"ts must lie on the step grid t0 + k*dt (dt={dt}); {ts[off][:3]} do not")
     return idx
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _what(paths, saves, width):
+    return (f"paths={_memory.count(paths)} x {_memory.count(saves)} saved times x {width} float"
+            f"{'s' if width != 1 else ''}")
+
+
+def _check_sde_memory(system, backend, paths, dim, width, n_steps, ts, dt, span):
+    """The saved output, the paths' states and noise, and the time grid and (sdeint) whole paths
+    of an SDE run, before anything is allocated."""
+    from .backends import scan_
+
+    m = 1 if system.noise == "scalar" else dim  # "general": m is not known yet; the state's dimension
+    saves = n_steps + 1 if ts is None else len(ts)
+    grid = {"jax": _memory.BYTES * scan_.NOISE_BLOCK_ELEMENTS * 4,  # noise blocks and their hashing
+            "diffrax": _memory.OUTPUT_COPIES * _memory.BYTES * (n_steps + 1),  # the step grid
+            "sdeint": _memory.BYTES * ((n_steps + 1) * (1 + 3 * dim) + n_steps * m)}[backend]  # a whole path
+    noise = _memory.BYTES * 4 * m * (2 if backend == "jax" else 1)
+
+    def saves_hint(n):
+        if ts is None:
+            return f"save fewer times: pass ts= with at most {_memory.count(n)} times on the grid (now every step)"
+        return f"pass ts= with at most {_memory.count(n)} times"
+
+    grid_hint = None if backend == "jax" else (
+        f"a larger dt (the {backend} backend holds all {_memory.count(n_steps)} steps; the 'jax' backend does not)")
+    what = f"{_what(paths, saves, width)} (t1 - t0 = {span:g} in steps of dt={dt:g}: {_memory.count(n_steps)} steps)"
+    _memory.check_run(paths, saves, width, dim, adaptive=False, what=what, saves_hint=saves_hint,
+                      noise_per_path=noise, grid=grid, grid_hint=grid_hint)
+
+
+def _check_ode_memory(paths, dim, width, ts, fixed_steps, dt):
+    """The saved output and the paths' working states of an ODE run (without ``ts`` a
+    fixed-step method saves each of its ``fixed_steps`` steps; an adaptive one, those it takes)."""
+    saves = (1 if fixed_steps is None else fixed_steps + 1) if ts is None else len(ts) + 1
+    what = _what(paths, saves, width)
+    if ts is None and fixed_steps is not None:
+        what += f" (every step of dt={dt:g})"
+
+    def saves_hint(n):
+        return f"pass ts= with at most {_memory.count(n)} times" + (" (or a larger dt)" if fixed_steps else "")
+
+    _memory.check_run(paths, saves, width, dim, adaptive=True, what=what, saves_hint=saves_hint)
+
+
+def _check_iterate_memory(paths, dim, width, steps, every, saves):
+    def saves_hint(n):
+        return f"save every k-th step: pass every={_memory.count(-(-steps // max(n - 1, 1)))} or more (now every={every})"
+
+    what = f"{_what(paths, saves, width)} (steps={_memory.count(steps)}, every={every})"
+    _memory.check_run(paths, saves, width, dim, adaptive=False, what=what, saves_hint=saves_hint)

@@ -17,25 +17,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from . import _validate
+
 NOISE_TYPES = ("scalar", "diagonal", "general")
 CALCULI = ("ito", "stratonovich")
 
 
-def _check_names(names):
-    if names is None:
-        return None
-    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"names must be a sequence of strings such as ('w1', 'w2'), got {names!r}")
-    names = tuple(names)
-    if len(set(names)) != len(names):
-        raise ValueError(f"names must be distinct, got {names!r}")
-    return names
+def _check_common(system):
+    """Names and args, checked at construction (and on every `replace`)."""
+    object.__setattr__(system, "names", _validate.names(system.names))
+    _validate.args_pytree(system.args)
 
 
-def _check_callable(fn, argname):
-    if not callable(fn):
-        raise TypeError(f"{argname} must be a callable, got {type(fn).__name__}")
-    return fn
+def _choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -53,8 +50,8 @@ class ODE:
     args: Any = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self):
-        _check_callable(self.vector_field, "vector_field")
-        object.__setattr__(self, "names", _check_names(self.names))
+        _validate.check_callable(self.vector_field, "vector_field", _validate.FIELD)
+        _check_common(self)
 
     def drift(self, t, y, args):
         return self.vector_field(t, y, args)
@@ -87,13 +84,11 @@ class SDE:
     args: Any = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self):
-        _check_callable(self.drift, "drift")
-        _check_callable(self.diffusion, "diffusion")
-        if self.noise not in NOISE_TYPES:
-            raise ValueError(f"noise must be one of {NOISE_TYPES}, got {self.noise!r}")
-        if self.calculus not in CALCULI:
-            raise ValueError(f"calculus must be one of {CALCULI}, got {self.calculus!r}")
-        object.__setattr__(self, "names", _check_names(self.names))
+        _validate.check_callable(self.drift, "drift", _validate.FIELD)
+        _validate.check_callable(self.diffusion, "diffusion", _validate.DIFFUSION)
+        _choice(self.noise, "noise", NOISE_TYPES)
+        _choice(self.calculus, "calculus", CALCULI)
+        _check_common(self)
 
     def replace(self, **changes) -> "SDE":
         """A copy with some fields changed, e.g. ``sde.replace(args=new_args)``."""
@@ -121,16 +116,16 @@ class Map:
     args: Any = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self):
-        _check_callable(self.step, "step")
-        try:
-            dt = float(self.dt)
-        except (TypeError, ValueError):
-            raise TypeError(f"dt must be a positive number, got {self.dt!r}") from None
-        if not dt > 0 or dt == float("inf"):
+        stochastic = _validate.flag(self.stochastic, "stochastic")
+        hint = ("; a stochastic map's step also takes the key: pass stochastic=False for step(k, y, args)" if stochastic
+                else "; a step that takes a key is a stochastic map: pass stochastic=True")
+        _validate.check_callable(self.step, "step", _validate.STOCHASTIC_STEP if stochastic else _validate.STEP, hint)
+        dt = _validate.real_number(self.dt, "dt", "0.01")
+        if not 0 < dt < float("inf"):
             raise ValueError(f"dt must be a positive finite number (the flow time of one step), got {self.dt!r}")
         object.__setattr__(self, "dt", dt)
-        object.__setattr__(self, "stochastic", bool(self.stochastic))
-        object.__setattr__(self, "names", _check_names(self.names))
+        object.__setattr__(self, "stochastic", stochastic)
+        _check_common(self)
 
     def replace(self, **changes) -> "Map":
         """A copy with some fields changed, e.g. ``gd.replace(args=new_args)``."""

@@ -14,10 +14,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 
 from .. import _noise
 from .._tree import flat_value
-from ._common import DIVERGENCE_BOUND, diffusion_matrix, noise_dim
+from ._common import DIVERGENCE_BOUND, diffusion_matrix, noise_dim, nonfinite_near, start_ok
 
 ODE_SOLVERS = {"dopri5": dfx.Dopri5, "tsit5": dfx.Tsit5, "dop853": dfx.Dopri8, "dopri8": dfx.Dopri8,
                "bosh3": dfx.Bosh3, "kvaerno5": dfx.Kvaerno5, "euler": dfx.Euler, "heun": dfx.Heun}
@@ -61,40 +62,87 @@ def _diverged(t, y, args, **kwargs):
 
 
 _EVENT = dfx.Event(_diverged)
+#: Adaptive steps may not shrink below this fraction of the time span: a solve whose steps
+#: would (a field that is not finite ahead, a discontinuity it cannot pass) stops at once
+#: (``dt_min_reached``) instead of spending its whole step budget on rejected steps.
+DTMIN_RTOL = 1e-14
+#: Outcome codes of a path: reached t1; diverged (the state left the finite numbers or
+#: passed the bound); the solver failed; the field was not finite at the start (not solved).
+OK, DIVERGED, FAILED, BAD_START = 0, 1, 2, 3
 
 
-def _controller(fixed, rtol, atol):
-    return dfx.ConstantStepSize() if fixed else dfx.PIDController(rtol=rtol, atol=atol)
+def _error_norm(x):
+    """The controller's RMS error norm, infinite (reject, shrink) where the error is not finite:
+    an infinite field otherwise gives a NaN step size that the solver retries until its budget ends."""
+    norm = optx.rms_norm(x)
+    return jnp.where(jnp.isfinite(norm), norm, jnp.inf)
+
+
+def _controller(fixed, rtol, atol, span):
+    if fixed:
+        return dfx.ConstantStepSize()
+    return dfx.PIDController(rtol=rtol, atol=atol, dtmin=DTMIN_RTOL * span, force_dtmin=False, norm=_error_norm)
 
 
 def _stats(sol):
     return jnp.stack([sol.stats["num_steps"], sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"]])
 
 
-def _saveat(save, **where):
-    """``SaveAt`` of the states, or of ``save(y, save_params)`` (args are ``(params, save_params)``)."""
-    if save is None:
-        return dfx.SaveAt(**where)
-    return dfx.SaveAt(**where, fn=lambda t, y, args: flat_value(save(y, args[1])))
+def _saveat(save, ts):
+    """The values at ``ts`` (states, or ``save(y, save_params)``; args are ``(params,
+    save_params)``) and, separately, the time and state where the solve ended."""
+    fn = (lambda t, y, args: y) if save is None else (lambda t, y, args: flat_value(save(y, args[1])))
+    return dfx.SaveAt(subs=(dfx.SubSaveAt(ts=ts, fn=fn), dfx.SubSaveAt(t1=True)))
+
+
+def _ended(sol):
+    """``(saved times, saved values, end time, end state, outcome, stats)`` of one solve."""
+    (ts, t_end), (ys, y_end) = sol.ts, sol.ys
+    return ts, ys, t_end[0], y_end[0], _outcome(sol), _stats(sol)
+
+
+def _guarded(batch, fields, save):
+    """``batch(y0s, args, t0, ...)`` run only on the paths whose fields are finite at the start.
+
+    The others are given the start of a path that is (or, if none is, nothing is solved), so a
+    vmapped adaptive solve never spins on a NaN first step; their values are the start's and
+    their outcome `BAD_START`."""
+
+    def run(y0s, args, t0, *rest):
+        ok = jax.vmap(lambda y: start_ok(fields, t0, y, args[0]))(y0s)
+        safe = jnp.where(ok[:, None], y0s, y0s[jnp.argmax(ok)])
+        shapes = jax.eval_shape(batch, safe, args, t0, *rest)
+        blank = lambda: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
+        ts, ys, t_end, y_end, outcome, stats = jax.lax.cond(jnp.any(ok), lambda: batch(safe, args, t0, *rest), blank)
+        start = y0s if save is None else jax.vmap(lambda y: flat_value(save(y, args[1])))(y0s)
+        ys = jnp.where(ok[:, None, None], ys, start[:, None, :].astype(ys.dtype))
+        saves = rest[1] if len(rest) > 1 else None
+        if saves is not None:
+            ts = jnp.where(ok[:, None], ts, saves[None, :])
+        return (ts, ys, jnp.where(ok, t_end, t0), jnp.where(ok[:, None], y_end, y0s),
+                jnp.where(ok, outcome, BAD_START), stats)
+
+    return run
 
 
 @functools.lru_cache(maxsize=256)
 def _ode_program(vector_field, method, fixed, max_steps, ensemble, save=None):
-    """All paths (vmapped over an ensemble; one path as a batch of one), saving at ``ts`` and
-    ``t1`` the states or ``save``'s values; ``args`` is ``(params, save_params)``."""
+    """All paths (vmapped over an ensemble; one path as a batch of one), saving at ``ts`` the
+    states or ``save``'s values; ``args`` is ``(params, save_params)``."""
     term = dfx.ODETerm(lambda t, y, args: vector_field(t, y, args[0]))
     solver = ODE_SOLVERS[method]()
 
     def solve(y0, args, t0, t1, ts, rtol, atol, dt):
-        sol = dfx.diffeqsolve(term, solver, t0, t1, dt if fixed else None, y0, args,
-                              saveat=_saveat(save, ts=ts, t1=True),
-                              stepsize_controller=_controller(fixed, rtol, atol),
+        sol = dfx.diffeqsolve(term, solver, t0, t1, dt if fixed else None, y0, args, saveat=_saveat(save, ts),
+                              stepsize_controller=_controller(fixed, rtol, atol, t1 - t0),
                               max_steps=max_steps, event=_EVENT, throw=False)
-        return sol.ts, sol.ys, _outcome(sol), _stats(sol)
+        return _ended(sol)
 
     if ensemble:
-        return jax.jit(jax.vmap(solve, in_axes=(0, None, None, None, None, None, None, None)))
-    return jax.jit(lambda y0, *rest: jax.tree_util.tree_map(lambda x: x[None], solve(y0[0], *rest)))
+        batch = jax.vmap(solve, in_axes=(0, None, None, None, None, None, None, None))
+    else:
+        batch = lambda y0, *rest: jax.tree_util.tree_map(lambda x: x[None], solve(y0[0], *rest))  # noqa: E731
+    return jax.jit(_guarded(batch, (vector_field,), save))
 
 
 @functools.lru_cache(maxsize=256)
@@ -104,21 +152,33 @@ def _steps_program(vector_field, method, fixed, buffer_steps, first):
     term = dfx.ODETerm(vector_field)
     solver = ODE_SOLVERS[method]()
 
-    def solve(y0, args, t0, t1, rtol, atol, dt):
+    def solve(y0, args, t0, t1, rtol, atol, dt, span):
         dt0 = dt if (fixed or not first) else None
         sol = dfx.diffeqsolve(term, solver, t0, t1, dt0, y0, args, saveat=dfx.SaveAt(steps=True),
-                              stepsize_controller=_controller(fixed, rtol, atol), max_steps=buffer_steps,
+                              stepsize_controller=_controller(fixed, rtol, atol, span), max_steps=buffer_steps,
                               event=_EVENT, throw=False)
         more = sol.result == dfx.RESULTS.max_steps_reached
         return sol.ts, sol.ys, jnp.where(more, -1, _outcome(sol)), _stats(sol)
 
-    return jax.jit(solve)
+    if not first:
+        return jax.jit(solve)
+
+    def guarded(y0, args, t0, *rest):
+        ok = start_ok((vector_field,), t0, y0, args)
+        shapes = jax.eval_shape(solve, y0, args, t0, *rest)
+        blank = lambda: jax.tree_util.tree_map(  # noqa: E731
+            lambda s: jnp.full(s.shape, jnp.inf if jnp.issubdtype(s.dtype, jnp.floating) else 0, s.dtype), shapes)
+        ts, ys, outcome, stats = jax.lax.cond(ok, lambda: solve(y0, args, t0, *rest), blank)
+        return ts, ys, jnp.where(ok, outcome, BAD_START), jnp.where(ok, stats, 0)
+
+    return jax.jit(guarded)
 
 
 def _outcome(sol):
-    """0: reached t1; 1: left the finite numbers (the divergence event); 2: the solver failed."""
-    return jnp.where(sol.result == dfx.RESULTS.successful, 0,
-                     jnp.where(sol.result == dfx.RESULTS.event_occurred, 1, 2))
+    """`OK`: reached t1; `DIVERGED`: left the finite numbers (the divergence event);
+    `FAILED`: the solver could not go on."""
+    return jnp.where(sol.result == dfx.RESULTS.successful, OK,
+                     jnp.where(sol.result == dfx.RESULTS.event_occurred, DIVERGED, FAILED))
 
 
 @functools.lru_cache(maxsize=256)
@@ -130,9 +190,11 @@ def _sde_program(drift, diffusion, noise, method, m):
         terms = dfx.MultiTerm(dfx.ODETerm(drift),
                               dfx.ControlTerm(lambda t, y, a: diffusion_matrix(noise, diffusion(t, y, a)), path))
         sol = dfx.diffeqsolve(terms, solver, grid[0], grid[-1], None, y0, args,
-                              saveat=dfx.SaveAt(ts=saves, t1=True), stepsize_controller=dfx.StepTo(ts=grid),
+                              saveat=_saveat(None, saves), stepsize_controller=dfx.StepTo(ts=grid),
                               max_steps=grid.shape[0], event=_EVENT, throw=False)
-        return sol.ts, sol.ys, _outcome(sol), _stats(sol)
+        ts, ys, t_end, y_end, outcome, stats = _ended(sol)
+        ok = start_ok((drift, diffusion), grid[0], y0, args)  # fixed steps cannot spin: solved anyway
+        return ts, ys, jnp.where(ok, t_end, grid[0]), y_end, jnp.where(ok, outcome, BAD_START), stats
 
     return jax.jit(jax.vmap(solve, in_axes=(0, 0, None, None, None)))
 
@@ -150,9 +212,10 @@ def solve(problem):
         grid = jnp.asarray(problem.t0 + problem.dt * np.arange(n + 1))
         program = _sde_program(system.drift, system.diffusion, system.noise, problem.method, m)
         keys = _noise.path_keys(problem.seed, y0.shape[0])
-        ts, ys, outcome, stats = program(y0, keys, problem.args, grid, jnp.asarray(problem.ts))
-        return (*_split(np.asarray(ts), np.asarray(ys), np.asarray(outcome), problem.ts, problem.t0),
-                _stats_dict(np.asarray(stats)))
+        ts, ys, *rest = program(y0, keys, problem.args, grid, jnp.asarray(problem.ts))
+        ys = np.array(ys)  # a save at t0 is the start (diffrax interpolates it from a first step that may be NaN)
+        ys[:, np.asarray(problem.ts) == problem.t0] = problem.y0[:, None, :]
+        return _finish(problem, None, ts, ys, *rest)
     fixed = problem.method in FIXED_STEP
     max_steps = MAX_STEPS if not fixed else max(MAX_STEPS, math.ceil((problem.t1 - problem.t0) / problem.dt) + 1)
     dt = 0.0 if problem.dt is None else problem.dt
@@ -160,10 +223,27 @@ def solve(problem):
         return _solve_steps(problem, fixed, max_steps, dt)
     save, save_params = problem.save or (None, None)
     program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps, problem.ensemble, save)
-    ts, ys, outcome, stats = program(y0, (problem.args, save_params), problem.t0, problem.t1, jnp.asarray(problem.ts),
-                                     problem.rtol, problem.atol, dt)
-    return (*_split(np.asarray(ts), np.asarray(ys), np.asarray(outcome), problem.ts, problem.t0),
-            _stats_dict(np.asarray(stats)))
+    out = program(y0, (problem.args, save_params), problem.t0, problem.t1, jnp.asarray(problem.ts),
+                  problem.rtol, problem.atol, dt)
+    return _finish(problem, problem.system.vector_field, *out)
+
+
+def _finish(problem, field, ts, ys, t_end, y_end, outcome, stats):
+    """Saved times, values (unreached saves NaN), stop times, failure flags, statistics.
+
+    A failed adaptive solve whose field is not finite at or just beyond where it stopped
+    (`regflow.backends._common.nonfinite_near`) diverged there: it is not reported as a failure."""
+    ts, ys, t_end, outcome = np.asarray(ts), np.asarray(ys), np.asarray(t_end), np.asarray(outcome)
+    saves = np.asarray(problem.ts)
+    kept = ys.copy()
+    kept[ts != saves[None, :]] = np.nan
+    stop = np.where(outcome == OK, np.inf, t_end)
+    failed = outcome == FAILED
+    if field is not None and failed.any():
+        near = nonfinite_near(field, t_end[failed], np.asarray(y_end)[failed], problem.args,
+                              problem.t1 - problem.t0)
+        failed[np.flatnonzero(failed)[near]] = False
+    return saves, kept, stop, failed, _stats_dict(np.asarray(stats))
 
 
 def _stats_dict(stats):
@@ -179,12 +259,15 @@ def _solve_steps(problem, fixed, max_steps, dt):
     buffer_steps = int(np.clip(STEP_BUFFER_ELEMENTS // dim, lo, hi))
     t_parts, y_parts, stats = [np.array([problem.t0])], [problem.y0[:1]], np.zeros(3)
     t, y, step, first = problem.t0, jnp.asarray(problem.y0[0]), dt, True
+    span, end = problem.t1 - problem.t0, problem.t0
     while True:
         program = _steps_program(problem.system.vector_field, problem.method, fixed, buffer_steps, first)
-        ts, ys, outcome, st = program(y, problem.args, t, problem.t1, problem.rtol, problem.atol, step)
+        ts, ys, outcome, st = program(y, problem.args, t, problem.t1, problem.rtol, problem.atol, step, span)
         ts, ys, outcome = np.asarray(ts), np.asarray(ys), int(outcome)
         stats += np.asarray(st)
-        keep = np.isfinite(ts) & np.all(np.isfinite(ys), axis=-1)
+        reached = np.isfinite(ts)
+        end = float(ts[reached][-1]) if reached.any() else end
+        keep = reached & np.all(np.isfinite(ys), axis=-1)
         t_parts.append(ts[keep])
         y_parts.append(ys[keep])
         taken = int(stats[0])
@@ -194,20 +277,8 @@ def _solve_steps(problem, fixed, max_steps, dt):
             step = float(ts[keep][-1] - ts[keep][-2])
         t, y, first = float(ts[keep][-1]), jnp.asarray(ys[keep][-1]), False
     t_all, y_all = np.concatenate(t_parts), np.concatenate(y_parts)
-    outcome = 2 if outcome == -1 else outcome
-    stop = np.array([np.inf if outcome == 0 else t_all[-1]])
-    return t_all, y_all[None], stop, np.array([outcome == 2]), _stats_dict(stats)
-
-
-def _split(ts, ys, outcome, saves, t0):
-    """Separate the extra ``t1=True`` save from ``saves``.  A solve that stops early writes that
-    save right after the last time it reached, so the stop time is the last finite entry and
-    only slots holding their own save time are kept (the rest become NaN)."""
-    saves = np.asarray(saves)
-    finite = np.isfinite(ts)
-    last = np.where(finite.any(axis=1), finite.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1), 0)
-    stop = np.where(finite.any(axis=1), ts[np.arange(len(ts)), last], t0)
-    stop = np.where(outcome == 0, np.inf, stop)
-    kept = ys[:, :-1].copy()
-    kept[ts[:, :-1] != saves[None, :]] = np.nan
-    return saves, kept, stop, outcome == 2
+    outcome = FAILED if outcome == -1 else outcome
+    stop = {OK: np.inf, BAD_START: problem.t0, DIVERGED: end}.get(outcome, t_all[-1])
+    failed = outcome == FAILED and not nonfinite_near(problem.system.vector_field, t_all[-1:], y_all[-1:],
+                                                      problem.args, span)[0]
+    return t_all, y_all[None], np.array([stop]), np.array([failed]), _stats_dict(stats)

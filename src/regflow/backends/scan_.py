@@ -32,7 +32,7 @@ from .. import _noise
 from .._tree import flat_value
 from .._progress import progress_bar
 from .._system import Map
-from ._common import DIVERGENCE_BOUND, apply_diffusion, noise_dim
+from ._common import DIVERGENCE_BOUND, apply_diffusion, noise_dim, start_ok
 
 #: Numbers (steps x paths x noise width) drawn in one block: 8 MiB of float64.
 NOISE_BLOCK_ELEMENTS = 2**20
@@ -76,7 +76,7 @@ def _tick(run_id, k):
         bar.update(int(k) - bar.n)
 
 
-def _run(step, source, save, y0, key, first_path, save_idx, args, t0, h, run_id, tick_every, save_params):
+def _run(step, source, save, start_check, y0, key, first_path, save_idx, args, t0, h, run_id, tick_every, save_params):
     """All paths: iterate ``step`` and keep the states at ``save_idx`` (increasing ints).
 
     ``key`` is the run's root key; path ``p`` (counted from ``first_path``) uses
@@ -87,7 +87,8 @@ def _run(step, source, save, y0, key, first_path, save_idx, args, t0, h, run_id,
     and the step at which each path diverged (``-1`` if it did not); saves after it are NaN.
     Every ``tick_every`` blocks it reports the step reached to the progress bar ``run_id``.
     With ``save`` (a bound quantity, `regflow._compiled`) it keeps ``save(y, save_params)``
-    (flat, per path) instead of the states.
+    (flat, per path) instead of the states.  With ``start_check`` (``(t0, y, args) -> bool``) it also
+    returns, per path, whether the fields are finite at the start (else all True).
     """
     paths, dim = y0.shape
     n_saves = save_idx.shape[0]
@@ -136,13 +137,20 @@ def _run(step, source, save, y0, key, first_path, save_idx, args, t0, h, run_id,
     out = jnp.zeros((paths, n_saves, width), y0.dtype)
     init = (jnp.asarray(0, idx), jnp.asarray(0, idx), y0, jnp.full((paths,), -1, idx), out)
     _, _, _, div, out = jax.lax.while_loop(lambda c: c[1] < n_saves, next_block, init)
-    return out, div
+    ok = jnp.ones(paths, bool) if start_check is None else jax.vmap(lambda y: start_check(t0, y, args))(y0)
+    return out, div, ok
 
 
 @functools.lru_cache(maxsize=256)
-def _program(step, source, save=None):
-    """The compiled program of one step function, noise source and saved quantity (cached)."""
-    return jax.jit(functools.partial(_run, step, source, save))
+def _program(step, source, save=None, start_check=None):
+    """The compiled program of one step function, noise source, saved quantity and start check (cached)."""
+    return jax.jit(functools.partial(_run, step, source, save, start_check))
+
+
+@functools.lru_cache(maxsize=256)
+def sde_start(drift, diffusion):
+    """``(t0, y, args) -> bool``: drift and diffusion finite at the start (one path)."""
+    return lambda t0, y, args: start_ok((drift, diffusion), t0, y, args)
 
 
 @functools.lru_cache(maxsize=256)
@@ -204,7 +212,7 @@ def solve(problem):
     system = problem.system
     m = noise_dim(system, problem.y0[0], problem.t0, problem.args)
     step = sde_step(system.drift, system.diffusion, system.noise, problem.method, m)
-    return _simulate(step, sde_noise(m), problem)
+    return _simulate(step, sde_noise(m), problem, sde_start(system.drift, system.diffusion))
 
 
 def iterate_map(problem):
@@ -213,13 +221,14 @@ def iterate_map(problem):
     return _simulate(map_step(system.step, system.stochastic), source, problem)
 
 
-def _simulate(step, source, problem):
-    """Run the cached program; returns saved times, states (paths, S, dim), divergence times.
+def _simulate(step, source, problem, start=None):
+    """Run the cached program; returns saved times, states (paths, S, dim), divergence times
+    (the start's time where ``start`` says the fields are not finite there).
 
     A progress bar counts steps through a host callback (`_tick`): the program and the
     numbers are the same with or without it."""
     save, save_params = problem.save or (None, None)
-    run = _program(step, source, save)
+    run = _program(step, source, save, start)
     y0 = jnp.asarray(problem.y0)
     total = int(problem.save_idx[-1])
     blocks = -(-total // _block_steps(y0.shape[0], source.width))
@@ -228,14 +237,14 @@ def _simulate(step, source, problem):
         if not bar.disable:
             _BARS[run_id] = bar
         try:
-            ys, div = run(y0, _noise.root_key(problem.seed), jnp.uint32(0), jnp.asarray(problem.save_idx),
+            ys, div, ok = run(y0, _noise.root_key(problem.seed), jnp.uint32(0), jnp.asarray(problem.save_idx),
                           problem.args, jnp.float64(problem.t0), jnp.float64(problem.dt), jnp.uint32(run_id),
                           jnp.int64(max(1, blocks // PROGRESS_TICKS)), save_params)
-            ys, div = np.asarray(ys), np.asarray(div)
+            ys, div, ok = np.asarray(ys), np.asarray(div), np.asarray(ok)
         finally:
             _BARS.pop(run_id, None)
         bar.update(total - bar.n)
-    div_t = np.where(div < 0, np.inf, problem.t0 + div * problem.dt)
+    div_t = np.where(ok, np.where(div < 0, np.inf, problem.t0 + div * problem.dt), problem.t0)
     steps = int(np.where(div < 0, problem.save_idx[-1], div).sum())
     return problem.t0 + problem.dt * problem.save_idx, ys, div_t, None, {"num_steps": steps}
 
