@@ -18,7 +18,9 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.
 #: Seconds one cell may take.
 CELL_TIMEOUT = 300
 #: Per notebook, the small sizes the test runs it at (assignments to names of its parameters cell).
-SMALL = {}
+SMALL = {
+    "networks": "T_LIN, T_NET, T_EOS, SAVES = 3.0, 3.0, 100.0, 8",
+}
 
 
 def _assigned(source):
