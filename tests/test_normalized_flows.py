@@ -1,5 +1,8 @@
 """Tests of `regflow.systems.normalized_flows` beyond its catalogue claims: the SVM against
-scikit-learn, the chain rule behind the normalized fields, helpers, and bad parameters."""
+scikit-learn, the chain rule behind the normalized fields, helpers, rows that now read the
+method's flow, and bad parameters."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -55,43 +58,42 @@ def test_soudry_offset_solves_the_asymptotic_equation(data):
 def test_normalized_field_is_gf_pushed_forward(data, depth, activation):
     # eq 54 / 13: d/dt (rho_k, V_k) of the GF equals the normalized field (chain rule, by JVP)
     shapes = nf.layer_shapes(depth, 2)
-    gf = nf.model(shapes, activation)["flow"]
-    field = nf.normalized_field(shapes, activation)
-    K = len(shapes)
-
-    def coords(w):
-        layers = nf.unflatten(w, shapes)
-        rhos = jnp.stack([jnp.sqrt(jnp.sum(W**2)) for W in layers])
-        return jnp.concatenate([rhos, *[(W / r).ravel() for W, r in zip(layers, rhos)]])
+    net = nf.network_of(shapes, activation)
+    field = nf.normalized_field(net)
+    loss = nf.model(shapes, activation)["loss"]
 
     @jax.jit
     def both(w):
-        _, pushed = jax.jvp(coords, (w,), (gf.vector_field(0.0, w, data),))
-        return field(0.0, coords(w), data), pushed
+        params = net.unflatten(w)
+        velocity = jax.tree_util.tree_map(lambda g: -g, jax.grad(lambda p: loss(net.flatten(p), data))(params))
+        return field(0.0, net.normalize(params), data), jax.jvp(net.normalize, (params,), (velocity,))[1]
 
     for w in nf.separating_starts(shapes, activation, data, n=3, scale=1.5, seed=7):
         got, pushed = both(jnp.asarray(w))
-        np.testing.assert_allclose(got, pushed, rtol=1e-11, atol=1e-13)
-        assert got.shape == (K + w.shape[0],)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(pushed)):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+        assert got["rho"].shape == (len(shapes),)
 
 
-def test_to_normalized_round_trip():
+def test_normalize_round_trip():
     shapes = nf.layer_shapes(3, 2)
-    w = np.random.default_rng(0).normal(size=(5, sum(r * c for r, c in shapes)))
-    y = nf.to_normalized(w, shapes)
-    K = len(shapes)
-    for row, orig in zip(y, w):
-        layers = nf.unflatten(row[K:], shapes)
-        np.testing.assert_allclose([np.linalg.norm(V) for V in layers], 1.0, rtol=1e-14)
-        back = np.concatenate([(r * V).ravel() for r, V in zip(row[:K], layers)])
-        np.testing.assert_allclose(back, orig, rtol=1e-14)
+    net = nf.network_of(shapes, "relu")
+    w = np.random.default_rng(0).normal(size=(5, net.size))
+    states = nf.normalize(w, net)
+    assert states["rho"].shape == (5, 3) and states["V"]["W2"].shape == (5, 2, 2)
+    for i, orig in enumerate(w):
+        state = jax.tree_util.tree_map(lambda leaf: leaf[i], states)
+        np.testing.assert_allclose([np.linalg.norm(V) for V in state["V"].values()], 1.0, rtol=1e-14)
+        np.testing.assert_allclose(net.flatten(net.denormalize(state)), orig, rtol=1e-14)
+    np.testing.assert_allclose(nf.to_normalized(w[:, :2])[:, 0], np.linalg.norm(w[:, :2], axis=1), rtol=1e-14)
 
 
 def test_polar_field_matches_eq_42_43(data):
-    field = nf.normalized_field(nf.layer_shapes(1, 1), "linear")
+    field = nf.linear_normalized_field()
     for theta, log_rho in [(0.2, -1.0), (0.7, 0.5), (1.1, 2.0)]:
         rho, v = np.exp(log_rho), np.array([np.cos(theta), np.sin(theta)])
         f = np.asarray(field(0.0, jnp.asarray(np.r_[rho, v]), data))
+        np.testing.assert_allclose(f[0], nf.eq42_43(rho, jnp.asarray(v), data)[0], rtol=1e-12)
         want = [np.array([-v[1], v[0]]) @ f[1:], f[0] / rho]
         np.testing.assert_allclose(nf.polar_field(0.0, jnp.array([theta, log_rho]), data), want, rtol=1e-12)
 
@@ -118,7 +120,7 @@ def test_eq15_keeps_unit_norm_for_the_papers_unit_step():
 
 
 def test_thm7_hessians_match_rf_hessian():
-    pts = nf._random_points(n=2)
+    pts = nf.random_points(n=2)
     for lam in (0.05, 0.3):
         batch = np.asarray(nf.thm7_hessians(pts, np.full(len(pts), lam)))
         for p, H in zip(pts, batch):
@@ -149,6 +151,8 @@ def test_relu_starts_are_label_aligned(data):
     ("normalized_flows.deep", {"depth": 1}, "depth must be >= 2"),
     ("normalized_flows.deep_normalized", {"width": 0}, "width must be an int"),
     ("normalized_flows.weight_norm", {"v_norm": -1.0}, "v_norm must be positive"),
+    ("normalized_flows.regularization_path", {"lam": 0.5}, "lam must lie in"),
+    ("normalized_flows.linear_net_zero_modes", {"lam": -1.0}, "lam must be >= 0"),
 ])
 def test_bad_parameters(name, params, match):
     with pytest.raises(ValueError, match=match):
@@ -164,3 +168,59 @@ def test_non_separable_data_is_refused():
     crossed = {"x": jnp.array([[1.0, 0.2], [0.3, -1.0]]), "y": jnp.array([1.0, -1.0])}
     with pytest.raises(ValueError, match="cross-class inner product"):
         nf.relu_starts(nf.layer_shapes(2, 2), crossed)
+
+
+def test_thm7_rows_measure_the_flow():
+    # the spectra, the determinant and the zero-mode rows read the method's flow: a flow with the penalty
+    # lambda |w|^2 taken as weight_decay = lambda (mu, not 2 mu) fails them
+    method = nf.regularized_hessian(lam=0.1)
+    kept = [c for c in method.claims if type(c).__name__ in ("Spectrum", "Holds")]
+    wrong = rf.gradient_flow(nf.thm7_exp_loss, weight_decay=0.1)
+    report = rf.check(dataclasses.replace(method, flow=wrong, claims=kept))
+    assert len(report.rows) == 5 and not any(row.passed for row in report.rows[:3])
+    assert rf.check(dataclasses.replace(method, claims=kept)).passed
+
+
+def test_thm7_spectrum_for_every_lambda():
+    for lam in nf.THM7_LAMBDAS:
+        flow = nf.regularized_hessian(lam=lam).flow
+        for p in nf.critical_circle(lam, n=3):
+            eigs = np.sort(np.linalg.eigvals(rf.jacobian(flow, p)).real)
+            np.testing.assert_allclose(eigs, np.sort(-nf.thm7_spectrum(lam)(p)), atol=1e-12)
+
+
+def test_readings_and_errata_are_graded():
+    grades = {c.name: c.grade for c in nf.weight_norm().claims if c.erratum}
+    assert grades["WN angle to SVM at t=1e15"] == "reading"
+    assert grades["eq 90-92: dL/dV = rho (I - VV^T) dL/dw at |v| = 1"] == "reading"
+    assert grades["eq 89 as printed: rho = |w| g"] == "erratum"
+
+
+def test_symmetry_minima_are_critical_and_counted():
+    data, M, net = nf.symmetry_problem()
+    for lam in (0.0, 0.05):
+        loss = lambda w, d: 0.5 * jnp.sum((net(net.unflatten(w), d["x"]) - d["y"]) ** 2) + lam * jnp.sum(w**2)  # noqa: E731
+        for w in nf.symmetry_minima(M, lam):
+            np.testing.assert_allclose(jax.grad(loss)(jnp.asarray(w), data), 0.0, atol=1e-12)
+    assert nf.group_dimension(nf.SYMMETRY_WIDTHS, orthogonal=False) == 8
+    assert nf.group_dimension(nf.SYMMETRY_WIDTHS, orthogonal=True) == 2
+
+
+def test_regularization_path_asymptotics(data):
+    # w_lam = s w_svm + w~ - A^-1 w~ / s + O(1/s^2), s = W(1/2 lam): the error shrinks faster than 1/s
+    errors = []
+    for lam in (1e-4, 1e-8, 1e-12):
+        exact, predicted = nf.exact_path_point(data, lam), nf.path_point(data, lam)
+        errors.append(np.linalg.norm(exact - predicted) / np.linalg.norm(exact))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4
+    w_hat, _ = nf.svm_asymptotics(data)
+    assert nf.angle(nf.exact_path_point(data, 1e-12), w_hat) < 5e-3
+
+
+def test_null_space_hessian_has_d_minus_n_zeros():
+    w = np.array([0.3, -0.2, 0.7])
+    eigs = np.linalg.eigvalsh(rf.hessian(lambda v, a: jnp.sum(jnp.exp(-(a["y"][:, None] * a["x"]) @ v)), w,
+                                         nf.NULL_DATA))
+    np.testing.assert_allclose(eigs, nf.hessian_spectrum(nf.NULL_DATA)(w), atol=1e-12)
+    assert abs(eigs[0]) < 1e-12 and eigs[1] > 1e-3
+    np.testing.assert_allclose(nf.null_projector(nf.NULL_DATA) @ nf.signed_data(nf.NULL_DATA).T, 0.0, atol=1e-14)

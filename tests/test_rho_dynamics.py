@@ -5,6 +5,8 @@ the one-homogeneity that eq 18 rests on, the kinks crossed by the chosen network
 the asymptotic series against the exact K = 2 solution, and bad parameters.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,28 +30,26 @@ def test_li_known_values_and_inverse():
     assert np.allclose(rd.li_inverse(rd.li(x)), x, rtol=1e-12)
 
 
+def _first(tree):
+    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[0]), tree)
+
+
 def test_network_is_one_homogeneous_in_each_layer():
     """W_k . df/dW_k = f, the identity behind eq 13 and eq 18 (no biases, ReLU)."""
     data = rd.dataset()
-    w = jnp.asarray(rd.net_starts()[0])
-    sizes = [o * i for o, i in rd.layer_shapes()]
-    bounds = np.cumsum([0] + sizes)
-    for k in range(len(sizes)):
-        scale = jnp.ones_like(w).at[bounds[k]:bounds[k + 1]].set(2.5)
-        assert np.allclose(rd.outputs(w * scale, data), 2.5 * rd.outputs(w, data), rtol=1e-13)
+    w = _first(rd.net_starts())
     f = rd.outputs(w, data)
     grad = jax.jacobian(lambda v: rd.outputs(v, data))(w)
-    for k in range(len(sizes)):
-        sl = slice(bounds[k], bounds[k + 1])
-        assert np.allclose(grad[:, sl] @ w[sl], f, rtol=1e-12, atol=1e-14)
+    for key in rd.NET.keys:
+        assert np.allclose(rd.outputs({**w, key: 2.5 * w[key]}, data), 2.5 * f, rtol=1e-13)
+        assert np.allclose(np.einsum("nij,ij->n", grad[key], w[key]), f, rtol=1e-12, atol=1e-14)
 
 
-def test_names_and_unflatten_agree():
-    names = rd.net_names()
-    assert len(names) == sum(o * i for o, i in rd.layer_shapes()) == rd.net_starts().shape[1]
-    mats = rd.unflatten(jnp.arange(len(names), dtype=float))
-    assert [m.shape for m in mats] == rd.layer_shapes()
-    assert names[0] == "W1[0,0]" and names[-1] == f"W3[0,{rd.WIDTHS[2] - 1}]"
+def test_states_are_weight_dicts():
+    starts = rd.net_starts()
+    assert sorted(starts) == ["W1", "W2", "W3"]
+    assert [starts[k].shape[1:] for k in rd.NET.keys] == [tuple(s) for s in rd.layer_shapes()]
+    assert starts["W1"].shape[0] == len(rd.START_SEEDS)
 
 
 @pytest.mark.parametrize("loss", rd.LOSSES)
@@ -59,9 +59,10 @@ def test_network_starts_cross_kinks_transversally(loss):
     O(1), and eq 18 holds with an independent integrator (scipy)."""
     method = rd.relu_net() if loss == "exponential" else rd.relu_net_square()
     data = method.flow.args
-    traj = rf.integrate(method.flow, method.y0, method.t1, ts=np.linspace(0, method.t1, 1001), backend="scipy", batched=True,
-                        rtol=1e-10, atol=1e-12)
-    pattern = np.asarray(jax.vmap(jax.vmap(lambda w: rd.activation_pattern(w, data)))(jnp.asarray(traj.y)))
+    traj = rf.integrate(method.flow, method.y0, method.t1, ts=np.linspace(0, method.t1, 1001), backend="scipy",
+                        batched=True, rtol=1e-10, atol=1e-12)
+    states = jax.tree_util.tree_map(jnp.asarray, traj.y)
+    pattern = np.asarray(jax.vmap(jax.vmap(lambda w: rd.activation_pattern(w, data)))(states))
     changes = np.any(np.diff(pattern, axis=1), axis=2)  # (paths, saves - 1): the pattern changed there
     assert changes.any() and changes.sum(axis=1).max() <= 5
     layer1 = pattern[:, :, : rd.WIDTHS[1] * rd.N_DATA].reshape(*pattern.shape[:2], rd.WIDTHS[1], rd.N_DATA)
@@ -71,6 +72,22 @@ def test_network_starts_cross_kinks_transversally(loss):
     for k in (1, 2):
         gap = traj.evaluate(rd.norm_gap(k))
         assert np.max(np.abs(gap - gap[:, :1])) < 1e-6
+
+
+def test_eq13_row_reads_the_flow():
+    # the eq 13 row compares the method's own flow with the formula: the square-loss flow fails it
+    method = rd.relu_net()
+    formula = [c for c in method.claims if type(c).__name__ == "Formula"]
+    assert rf.check(dataclasses.replace(method, claims=formula)).rows[0].passed
+    wrong = rd.relu_net_square().flow
+    assert not rf.check(dataclasses.replace(method, flow=wrong, claims=formula)).rows[0].passed
+
+
+def test_printed_eq99_differs_from_the_reduced_field():
+    rho = jnp.array([0.7, 1.3, 2.0])
+    args = {"margin": 0.4}
+    assert not np.allclose(rd.printed_field(0.0, rho, args), rd.reduced_field(0.0, rho, args))
+    np.testing.assert_allclose(rd.printed_field(0.0, rho[:1], args), rd.reduced_field(0.0, rho[:1], args))  # K = 1
 
 
 def test_excess_series_matches_the_exact_two_layer_solution():

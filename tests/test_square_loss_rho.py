@@ -62,3 +62,22 @@ def test_bad_parameters():
         rf.get_entry("square_loss_rho.reduced").build(b=-1.0)
     with pytest.raises(ValueError, match="every rho0 must lie in"):
         slr.transient_times([(3, 0.9)])
+
+
+def test_reduced_transients_read_the_flow():
+    # the transient rows measure the method's own field: eq 5 with the exponent (L-1)/L (the factor
+    # rho_k^(L-1) of eq 3 dropped) breaks the small-rho law T ~ rho0^-(1 - 2/L)
+    import dataclasses
+
+    method = slr.reduced()
+    law = [c for c in method.claims if c.name == "T ~ rho(0)^-(1 - 2/L)"]
+    assert rf.check(dataclasses.replace(method, claims=law)).passed
+    wrong = method.flow.replace(vector_field=slr.dropped_factor_field)
+    assert not rf.check(dataclasses.replace(method, flow=wrong, claims=law)).passed
+
+
+def test_collapse_needs_a_negative_correlation():
+    with pytest.raises(ValueError, match="c = sum f y < 0"):
+        rf.get_entry("square_loss_rho.collapse").build(c=0.5)
+    with pytest.raises(ValueError, match="L must be an int >= 3"):
+        rf.get_entry("square_loss_rho.collapse").build(L=2)
