@@ -42,13 +42,16 @@ Errata recorded here (evidence in the claims of ``sgd_stability.escape``):
 
 Conventions: losses are ``q(x, args)``; SGD is `regflow.sgd` on per-sample losses (batches
 without replacement); the flow partner of a map with learning rate ``lr`` is the gradient
-flow in learning-rate time (``dt = lr``).
+flow in learning-rate time (``dt = lr``).  The GD entries (sharpness of GD's minima, the
+quasi-Newton extension) are in `sgd_stability_gd`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -168,10 +171,29 @@ def square(x, args=None):
     return x[0] ** 2
 
 
-def _mc_one_step(method, x0, paths):
-    """Final states of one SGD step from ``x0`` over ``paths`` independent batches."""
-    traj = rf.iterate(method.map, np.asarray(x0, dtype=float), 1, paths=paths, seed=method.seed)
-    return traj.y[:, -1, :]
+def coordinate(x, args=None):
+    return x[0]
+
+
+def squared_norm(x, args=None):
+    return x @ x
+
+
+def with_replacement(sample_loss, data, lr, batch_size):
+    r"""SGD with batches drawn *with* replacement (variance factor :math:`1/B` in place of
+    :math:`(n-B)/(B(n-1))`): the sampling eq 22 describes, as a wrong version of `rf.sgd`."""
+    data = jax.tree_util.tree_map(jnp.asarray, data)
+    n = len(jax.tree_util.tree_leaves(data)[0])
+
+    def step(k, x, args, key):
+        batch = jax.tree_util.tree_map(lambda v: v[jax.random.randint(key, (batch_size,), 0, n)], data)
+        return x - lr * jax.grad(rf.full_loss(sample_loss, batch))(x, args)
+
+    return rf.Map(step, dt=lr, stochastic=True)
+
+
+#: Name of the perturbation that draws batches with replacement.
+WITH_REPLACEMENT = "batches drawn with replacement (factor 1/B, not (n-B)/(B(n-1)))"
 
 
 @rf.entry("sgd_stability.quadratic_1d", source="Wu slides, eq 19-23")
@@ -186,39 +208,33 @@ def quadratic_1d(eta: float = 0.6, batch_size: int = 2, paths: int = MC_PATHS) -
     n = len(a_i)
     batch_factor(n, batch_size)
     data = {"a": jnp.asarray(a_i)}
-    full = rf.full_loss(quadratic_sample_loss, data)
     factor = growth_factor(a_i, eta, batch_size)
+    mean_factor = 1.0 - eta * a_i.mean()
     se = math.sqrt(one_step_variance(a_i, eta, batch_size) / paths)
-
-    def enumerated_error(method):
-        """Eq 23 against the average over every batch, for every B = 1..n."""
-        return max(abs(exact_second_moment(a_i[:, None, None], eta, b)[0, 0] - growth_factor(a_i, eta, b))
-                   / growth_factor(a_i, eta, b) for b in range(1, n + 1))
-
-    def mc_second_moment(method):
-        x1 = _mc_one_step(method, [1.0], paths)
-        return (np.mean(x1[:, 0] ** 2) - factor) / se
-
-    def mc_mean(method):
-        x1 = _mc_one_step(method, [1.0], paths)
-        se_mean = math.sqrt(max(factor - (1 - eta * a_i.mean()) ** 2, 0.0) / paths)
-        return (np.mean(x1[:, 0]) - (1 - eta * a_i.mean())) / se_mean
-
+    se_mean = math.sqrt(max(factor - mean_factor**2, 0.0) / paths)
+    every_b = range(1, n + 1)
+    eq23 = jnp.asarray([growth_factor(a_i, eta, b) for b in every_b])
+    enumerated = jnp.asarray([exact_second_moment(a_i[:, None, None], eta, b)[0, 0] for b in every_b])
     return rf.Method(
-        flow=rf.gradient_flow(full, names=("x",)),
+        flow=rf.gradient_flow(rf.full_loss(quadratic_sample_loss, data), names=("x",)),
         map=rf.sgd(quadratic_sample_loss, data, lr=eta, batch_size=batch_size, names=("x",)),
-        y0=[[1.0]], t1=5.0, steps=50, paths=4, seed=0,
+        y0=[[1.0]], t1=5.0, steps=1, paths=paths, seed=0,
+        perturbations=[rf.Perturbation(WITH_REPLACEMENT, {"map": with_replacement(quadratic_sample_loss, data, eta,
+                                                                                  batch_size)})],
         claims=[
-            rf.Holds(measure=enumerated_error, lo=0.0, hi=EXACT_TOL, name="eq 23 = average over all batches",
-                     what=f"max over B=1..{n} of |eq 23 - E over all C(n,B) batches| / eq 23",
-                     source="eq 22-23: E x_{t+1}^2 = [(1 - eta a)^2 + eta^2 s^2 (n-B)/(B(n-1))] E x_t^2"),
-            rf.Holds(measure=mc_second_moment, lo=-MC_SIGMAS, hi=MC_SIGMAS, name="E x_1^2, Monte Carlo",
-                     what=f"(mean of x_1^2 over {paths} SGD paths from x_0=1 - eq 23 = {factor:.5f}) / "
-                          f"MC s.e. {se:.2g}",
-                     source="eq 23 with B drawn without replacement (rf.sgd)"),
-            rf.Holds(measure=mc_mean, lo=-MC_SIGMAS, hi=MC_SIGMAS, name="E x_1, Monte Carlo",
-                     what=f"(mean of x_1 over {paths} paths - (1 - eta a)) / MC s.e.",
-                     source="eq 21: E x_{t+1} = (1 - eta a) E x_t"),
+            rf.Formula(lambda x, a: eq23 * x[0] ** 2, equals=lambda x, a: enumerated * x[0] ** 2,
+                       at=[[1.0], [-0.5], [2.0]], tol=EXACT_TOL, name="eq 23 = average over all batches",
+                       identity=f"algebra: eq 23 against the exact average over all C(n, B) batches, B = 1..{n}, "
+                                "of the per-sample curvatures (no run)",
+                       source="eq 22-23: E x_{t+1}^2 = [(1 - eta a)^2 + eta^2 s^2 (n-B)/(B(n-1))] E x_t^2"),
+            rf.AtHorizon(square, predict=lambda y0, a: factor * y0[0] ** 2, on="map", mean=True, absolute=True,
+                         tol=MC_SIGMAS * se, name="E x_1^2",
+                         source=f"eq 23 with B drawn without replacement (rf.sgd), one step from x_0 = 1 over {paths} "
+                                f"paths; tolerance {MC_SIGMAS:g} Monte-Carlo standard errors"),
+            rf.AtHorizon(coordinate, predict=lambda y0, a: mean_factor * y0[0], on="map", mean=True, absolute=True,
+                         tol=MC_SIGMAS * se_mean, name="E x_1",
+                         source=f"eq 21: E x_{{t+1}} = (1 - eta a) E x_t, over {paths} paths; tolerance "
+                                f"{MC_SIGMAS:g} Monte-Carlo standard errors"),
         ],
     )
 
@@ -232,11 +248,19 @@ ESCAPE_LR = 0.7
 ESCAPE_START = 1.0 - 1e-5
 #: GD learning rate that the printed bound eta <= 2/f'' = 2 calls stable at x = 1.
 PRINTED_STABLE_LR = 1.5
+#: Offset from a minimum and noise draws of the one-step growth factor of SGD.
+GROWTH_OFFSET, GROWTH_DRAWS = 1e-6, 4096
 
 
 def escape_sample_loss(x, sample, args=None):
     r""":math:`f_i(x) = \min\{x^2, c_i(x-1)^2\}`."""
     return jnp.minimum(x[0] ** 2, sample["c"] * (x[0] - 1.0) ** 2)
+
+
+def printed_sample_loss(x, sample, args=None):
+    r""":math:`\frac12 f_i`: the example with the curvatures as printed (:math:`f'' = 1` at both
+    minima, :math:`f_i''(0) = 1`, :math:`f_1''(1) = 0.1`, :math:`f_2''(1) = 1.9`)."""
+    return 0.5 * escape_sample_loss(x, sample, args)
 
 
 ESCAPE_DATA = {"c": jnp.asarray(ESCAPE_SLOPES)}
@@ -263,59 +287,109 @@ def escape_curvatures(x):
     return sample_hessians(escape_sample_loss, ESCAPE_DATA, [x])[:, 0, 0]
 
 
+def _pytree(cls):
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in dataclasses.fields(cls)],
+                                            meta_fields=[])
+
+
+@_pytree
+class EulerStep:
+    r"""The Euler step :math:`x + \text{lr}\,f(x)` of a vector field (GD, for a gradient flow)."""
+
+    field: Any
+    lr: Any
+
+    def __call__(self, k, x, args):
+        return x + self.lr * self.field(0.0, x, args)
+
+
+def euler_map(flow, lr):
+    """GD as the Euler map of the method's gradient flow at learning rate ``lr`` (so it follows
+    any change of the flow)."""
+    return rf.Map(EulerStep(flow.vector_field, lr), dt=lr, args=flow.args)
+
+
+def gd_distance(lr, start, steps):
+    """A `rf.Holds` measure: ``|x_K - 1|`` after ``steps`` steps of GD (the Euler map of the
+    method's flow) with ``lr`` from ``start``."""
+
+    def measure(method):
+        traj = rf.iterate(euler_map(method.flow, lr), [start], steps)
+        gap = np.abs(traj.y[:, 0] - 1.0)
+        return float(gap[-1]), rf.Trace(traj.t / lr, gap, "GD step", "|x_k - 1|")
+
+    measure.__name__ = f"gd_distance_lr_{lr:g}"
+    return measure
+
+
+def sgd_growth(x_star, offset=GROWTH_OFFSET, draws=GROWTH_DRAWS):
+    r"""A `rf.Holds` measure: :math:`E[(x_1 - x^*)^2]/(x_0 - x^*)^2` for one step of the method's
+    SGD map from :math:`x_0 = x^* + \text{offset}`, over ``draws`` batches: eq 23's factor of the
+    linearized SGD at the minimum :math:`x^*`."""
+
+    def measure(method):
+        keys = jax.random.split(jax.random.PRNGKey(method.seed), draws)
+        x0 = jnp.array([x_star + offset])
+        x1 = np.asarray(jax.jit(jax.vmap(lambda key: method.map.step(0, x0, method.map.args, key)))(keys))[:, 0]
+        growth = ((x1 - x_star) / offset) ** 2
+        index = np.arange(draws)
+        return float(growth.mean()), rf.Trace(index, np.sort(growth), "draw (sorted)", "(x_1 - x*)^2 / (x_0 - x*)^2",
+                                              "points", 1.0)
+
+    measure.__name__ = f"sgd_growth_at_{x_star:g}"
+    return measure
+
+
 @rf.entry("sgd_stability.escape", source="Wu slides, 'An illustrative counter example'")
 def escape(lr: float = ESCAPE_LR, steps: int = 300, paths: int = 256) -> rf.Method:
     r"""GD and SGD (batch 1 of 2) on :math:`f = \frac12(f_1+f_2)`,
     :math:`f_1 = \min\{x^2, 0.1(x-1)^2\}`, :math:`f_2 = \min\{x^2, 1.9(x-1)^2\}`, from
     :math:`x_0 = 1 - 10^{-5}`: GD stays at the minimum 1, SGD leaves it and converges to 0."""
-    gd = rf.gradient_descent(escape_loss, lr=lr, names=("x",))
-    sgd = rf.sgd(escape_sample_loss, ESCAPE_DATA, lr=lr, batch_size=1, names=("x",))
-
-    def gd_distance(method, rate=lr):
-        traj = rf.iterate(gd if rate == lr else rf.gradient_descent(escape_loss, lr=rate), [ESCAPE_START], steps)
-        return abs(traj.y[-1, 0] - 1.0)
-
-    def sgd_at_zero(method):
-        traj = rf.iterate(method.map, [ESCAPE_START], steps, paths=paths, seed=method.seed)
-        return np.mean(np.abs(traj.y[:, -1, 0]) < 1e-8)
-
-    def factor_at(x, curvatures=None):
-        a_i = escape_curvatures(x) if curvatures is None else curvatures
-        return lambda method: growth_factor(a_i, lr, 1)
-
     printed = np.array([0.1, 1.9])
+    true_factor = growth_factor(escape_curvatures(1.0), lr, 1)
+    printed_factor = growth_factor(printed, lr, 1)
+    as_printed = {"flow": rf.gradient_flow(rf.full_loss(printed_sample_loss, ESCAPE_DATA), names=("x",)),
+                  "map": rf.sgd(printed_sample_loss, ESCAPE_DATA, lr=lr, batch_size=1, names=("x",))}
+    identity = "the curvature of the function as printed (autodiff), not of the dynamics"
     return rf.Method(
-        flow=rf.gradient_flow(escape_loss, names=("x",)), map=sgd,
-        y0=[[ESCAPE_START]], t1=5.0, steps=steps, paths=8, seed=0,
+        flow=rf.gradient_flow(escape_loss, names=("x",)),
+        map=rf.sgd(escape_sample_loss, ESCAPE_DATA, lr=lr, batch_size=1, names=("x",)),
+        y0=[[ESCAPE_START]], t1=5.0, steps=steps, paths=paths, seed=0,
+        perturbations=[rf.Perturbation("the example with the printed curvatures (f_i halved)", as_printed)],
         claims=[
-            rf.Spectrum(at=[[0.0], [1.0]], expect=lambda p: [2.0], printed=lambda p: [1.0], loss=escape_loss,
+            rf.Spectrum(at=[[0.0], [1.0]], expect=lambda p: [2.0], printed=lambda p: [1.0],
                         name="f'' at 0 and 1", source="'the two minima have the same sharpness f'' = 1'",
-                        erratum="printed f'' = 1 at both minima; it is 2"),
+                        grade="erratum", erratum="printed f'' = 1 at both minima; it is 2"),
             rf.Spectrum(at=[[0.0], [1.0]], expect=curvature(2.0, 0.2), printed=curvature(1.0, 0.1),
                         loss=single(0.1), name="f_1'' at 0 and 1", source="'f_1''(0) = 1, f_1''(1) = 0.1'",
-                        erratum="printed f_1''(0) = 1, f_1''(1) = 0.1; they are 2 and 0.2"),
+                        grade="erratum", erratum="printed f_1''(0) = 1, f_1''(1) = 0.1; they are 2 and 0.2",
+                        identity=identity),
             rf.Spectrum(at=[[0.0], [1.0]], expect=curvature(2.0, 3.8), printed=curvature(1.0, 1.9),
                         loss=single(1.9), name="f_2'' at 0 and 1", source="'f_2''(0) = 1, f_2''(1) = 1.9'",
-                        erratum="printed f_2''(0) = 1, f_2''(1) = 1.9; they are 2 and 3.8"),
-            rf.Holds(measure=gd_distance, lo=0.0, hi=1e-12, name="GD stays at 1",
-                     what=f"|x_K - 1| after {steps} GD steps, eta={lr}",
+                        grade="erratum", erratum="printed f_2''(0) = 1, f_2''(1) = 1.9; they are 2 and 3.8",
+                        identity=identity),
+            rf.Holds(measure=gd_distance(lr, ESCAPE_START, steps), lo=0.0, hi=1e-12, name="GD stays at 1",
+                     what=f"|x_K - 1| after {steps} GD steps (the Euler map of the flow), eta={lr}",
                      source="'GD with the same learning rate will converge to 1'"),
-            rf.Holds(measure=sgd_at_zero, lo=0.99, hi=1.0, name="SGD escapes to 0",
-                     what=f"fraction of {paths} SGD paths with |x_K| < 1e-8 after {steps} steps",
-                     source="Figure: one trajectory of SGD with eta = 0.7 from 1 - 1e-5 converges to 0"),
-            rf.Holds(measure=factor_at(1.0), lo=1.0, name="eq 23 factor at x=1",
-                     what="(1 - eta a)^2 + eta^2 s^2 with the true curvatures f_i''(1) (> 1: unstable)",
+            rf.AtHorizon(coordinate, predict=0.0, on="map", absolute=True, tol=1e-8, name="SGD escapes to 0",
+                         source=f"Figure: SGD with eta = 0.7 from 1 - 1e-5 converges to 0 (all {paths} paths, "
+                                f"{steps} steps)"),
+            rf.Holds(measure=sgd_growth(1.0), lo=1.0, name="eq 23 factor at x=1",
+                     what=f"E(x_1 - 1)^2 / (x_0 - 1)^2 of one SGD step from 1 + {GROWTH_OFFSET:g} over "
+                          f"{GROWTH_DRAWS} batches (eq 23 with f_i''(1): {true_factor:.4g}; > 1: unstable)",
                      source="'x = 1 is not stable' for SGD, eq 22-23"),
-            rf.Holds(measure=factor_at(0.0), lo=0.0, hi=1.0, name="eq 23 factor at x=0",
-                     what="(1 - eta a)^2 + eta^2 s^2 with f_i''(0) (< 1: stable)",
-                     source="'eta = 0.7 is stable for both f_1 and f_2 around x = 0'"),
-            rf.Holds(measure=factor_at(1.0, printed), lo=0.0, hi=1.0, name="printed curvatures predict stability",
-                     what="eq 23 factor at x=1 with the printed f_1''=0.1, f_2''=1.9 (< 1: would NOT escape)",
-                     source="the slides' explanation, evaluated with its own numbers",
-                     erratum="with the printed curvatures SGD would be stable at 1, contradicting the figure"),
-            rf.Holds(measure=lambda m: gd_distance(m, PRINTED_STABLE_LR), lo=0.1, name="GD eta=1.5 leaves 1",
+            rf.StepRatio(square, 0.0, 1.0, at=[[GROWTH_OFFSET]], draws=32, name="x^2 near 0",
+                         source="'eta = 0.7 is stable for both f_1 and f_2 around x = 0': each SGD step contracts x"),
+            rf.Refuted(printed=lambda x, a: printed_factor, correct=lambda x, a: true_factor, at=[[1.0]],
+                       name="printed curvatures predict stability",
+                       source="the slides' explanation, eq 23 at x = 1 with its own numbers", grade="erratum",
+                       erratum=f"with the printed f_1''(1) = 0.1, f_2''(1) = 1.9 eq 23 gives {printed_factor:.3g} < 1 "
+                               f"(SGD would stay at 1, against the figure); the true curvatures give "
+                               f"{true_factor:.3g} > 1"),
+            rf.Holds(measure=gd_distance(PRINTED_STABLE_LR, ESCAPE_START, steps), lo=0.1, name="GD eta=1.5 leaves 1",
                      what=f"|x_K - 1| after {steps} GD steps with eta={PRINTED_STABLE_LR} (printed: stable for eta<=2)",
-                     source="'both stable for GD with eta <= 2/f'' = 2'",
+                     source="'both stable for GD with eta <= 2/f'' = 2'", grade="erratum",
                      erratum="printed eta <= 2; GD is stable at the minima only for eta <= 2/f'' = 1"),
         ],
     )
@@ -363,14 +437,10 @@ def quadratic_nd(eta: float = 0.4, batch_size: int = 2, paths: int = MC_PATHS, s
     values = [float(np.sum(((np.eye(dim) - eta * hs[b].mean(axis=0)) @ x0) ** 2)) for b in _batches(n, batch_size)]
     se = math.sqrt(np.var(values) / paths)
     grid = [(h, b) for h in SCAN_LRS for b in range(1, n + 1)]
-
-    def enumerated_error(method):
-        return max(np.max(np.abs(exact_second_moment(hs, eta, b) - stability_matrix(hs, eta, b)))
-                   for b in range(1, n + 1))
-
-    def mc_second_moment(method):
-        traj = rf.iterate(method.map, x0, 1, paths=paths, seed=method.seed)
-        return (np.mean(np.sum(traj.y[:, -1, :] ** 2, axis=1)) - x0 @ M @ x0) / se
+    every_b = range(1, n + 1)
+    eq23 = jnp.asarray(np.stack([stability_matrix(hs, eta, b) for b in every_b]))
+    enumerated = jnp.asarray(np.stack([exact_second_moment(hs, eta, b) for b in every_b]))
+    points = np.random.default_rng(seed + 1).normal(size=(4, dim))
 
     def necessary_violations(method):
         a, s = sharpness_nonuniformity(hs)
@@ -386,30 +456,37 @@ def quadratic_nd(eta: float = 0.4, batch_size: int = 2, paths: int = MC_PATHS, s
                    for h, b in grid)
 
     stable_points = sum(np.linalg.eigvalsh(stability_matrix(hs, h, b))[-1] <= 1.0 for h, b in grid)
+    algebra = f"matrix algebra on the sample Hessians over a grid of {len(grid)} (eta, B) (no run)"
     return rf.Method(
         flow=rf.gradient_flow(rf.full_loss(nd_sample_loss, data), names=names),
         map=rf.sgd(nd_sample_loss, data, lr=eta, batch_size=batch_size, names=names),
-        y0=[x0], t1=5.0, steps=50, paths=4, seed=seed,
+        y0=x0[None], t1=5.0, steps=1, paths=paths, seed=seed,
+        perturbations=[rf.Perturbation(WITH_REPLACEMENT, {"map": with_replacement(nd_sample_loss, data, eta,
+                                                                                  batch_size)})],
         claims=[
-            rf.Holds(measure=enumerated_error, lo=0.0, hi=EXACT_TOL, name="eq 23 matrix = average over all batches",
-                     what=f"max over B=1..{n} of max|E_xi[(I-eta H_xi)^T (I-eta H_xi)] - eq 23 matrix|",
-                     source="'E|x_{t+1}|^2 = E x_t^T [(I - eta H)^2 + eta^2 (n-B)/(B(n-1)) Sigma] x_t'"),
-            rf.Holds(measure=mc_second_moment, lo=-MC_SIGMAS, hi=MC_SIGMAS, name="E|x_1|^2, Monte Carlo",
-                     what=f"(mean |x_1|^2 over {paths} SGD paths from the top eigenvector of eq 23's matrix - "
-                          f"lambda_max = {x0 @ M @ x0:.5f}) / MC s.e. {se:.2g}",
-                     source="'High-dimensional case': one SGD step (rf.sgd, batches without replacement)"),
-            rf.Holds(measure=necessary_violations, lo=0, hi=0, name="necessary conditions",
+            rf.Formula(lambda x, a: jnp.einsum("i,bij,j->b", x, eq23, x),
+                       equals=lambda x, a: jnp.einsum("i,bij,j->b", x, enumerated, x), at=points, tol=EXACT_TOL,
+                       name="eq 23 matrix = average over all batches",
+                       identity=f"algebra: x^T (eq 23 matrix) x against E_xi |(I - eta H_xi) x|^2 over all batches, "
+                                f"B = 1..{n} (no run)",
+                       source="'E|x_{t+1}|^2 = E x_t^T [(I - eta H)^2 + eta^2 (n-B)/(B(n-1)) Sigma] x_t'"),
+            rf.AtHorizon(squared_norm, predict=lambda y0, a: y0 @ M @ y0, on="map", mean=True, absolute=True,
+                         tol=MC_SIGMAS * se, name="E|x_1|^2",
+                         source=f"'High-dimensional case': one SGD step (rf.sgd, batches without replacement) "
+                                f"from the top eigenvector of eq 23's matrix (lambda_max = {x0 @ M @ x0:.5f}), "
+                                f"{paths} paths; tolerance {MC_SIGMAS:g} Monte-Carlo standard errors"),
+            rf.Holds(measure=necessary_violations, lo=0, hi=0, name="necessary conditions", identity=algebra,
                      what=f"grid points (eta, B) with lambda_max <= 1 but a > 2/eta or s > sqrt(B(n-1)/(n-B))/eta "
                           f"({stable_points} of {len(grid)} points stable)",
                      source="'a necessary condition is 0 <= a <= 2/eta, 0 <= s <= sqrt(B(n-1)/(n-B))/eta'"),
-            rf.Holds(measure=sufficiency_gap, hi=EXACT_TOL, name="lambda_max bounds the growth rate",
+            rf.Holds(measure=sufficiency_gap, hi=EXACT_TOL, name="lambda_max bounds the growth rate", identity=algebra,
                      what="max over the grid of rho(P -> E A P A^T) - lambda_max(eq 23 matrix)",
                      source="'Global minimum 0 is stable for SGD if lambda_max{...} <= 1' (sufficient)"),
         ],
     )
 
 
-# ----------------------------------------------------------------------------- sharpness <= 2 / eta for GD
+# ----------------------------------------------------------------------------- sharpness of GD's minima
 
 #: Inputs and targets of the over-parameterized model h(x) = (u * v) . x (2 samples, 6 weights).
 SHARP_X = np.array([[1.0, 0.6, -0.3], [0.2, -1.0, 0.8]])
@@ -418,6 +495,7 @@ SHARP_Y = np.array([1.0, -0.5])
 TABLE_LRS = (0.05, 0.1, 0.2, 0.4)
 #: A run counts as converged when its loss is below this.
 CONVERGED_LOSS = 1e-12
+SHARP_NAMES = ("u1", "u2", "u3", "v1", "v2", "v3")
 
 
 def sharp_loss(w, args=None):
@@ -437,20 +515,19 @@ def sharp_starts(count=32, scale=2.0, seed=0):
     return np.random.default_rng(seed).normal(size=(count, 6)) * scale
 
 
-def _lr_map(lr):
-    """GD with the learning rate in ``args`` (one compiled program for every lr)."""
-    grad = jax.grad(sharp_loss)
-    return rf.Map(lambda k, w, a: w - a["lr"] * grad(w), dt=lr, args={"lr": lr}, names=SHARP_NAMES)
+def _gd_step(k, w, args):
+    return w - args["lr"] * jax.grad(sharp_loss)(w)
 
 
-SHARP_NAMES = ("u1", "u2", "u3", "v1", "v2", "v3")
-_GD_STEP = _lr_map(0.1).step
+def sharp_gd(lr, step_lr=None):
+    """GD on `sharp_loss` with the learning rate in ``args`` (one compiled program for every lr);
+    ``step_lr`` makes the step differ from the nominal ``lr`` (a wrong convention)."""
+    return rf.Map(_gd_step, dt=lr, args={"lr": lr if step_lr is None else step_lr}, names=SHARP_NAMES)
 
 
-def gd_minima(lr, starts, steps):
-    """Sharpness of the minima GD with ``lr`` converges to (NaN for runs that did not converge)."""
-    gd = rf.Map(_GD_STEP, dt=lr, args={"lr": lr}, names=SHARP_NAMES)
-    end = rf.iterate(gd, starts, steps, every=steps, batched=True).y[:, -1]
+def gd_minima(lr, starts, steps, map_at=sharp_gd):
+    """Sharpness of the minima GD (``map_at(lr)``) converges to (NaN for runs that did not converge)."""
+    end = rf.iterate(map_at(lr), starts, steps, every=steps, batched=True).y[:, -1]
     ok = np.all(np.isfinite(end), axis=1)
     end = np.where(ok[:, None], end, 0.0)
     loss = np.asarray(jax.vmap(sharp_loss)(jnp.asarray(end)))
@@ -458,53 +535,13 @@ def gd_minima(lr, starts, steps):
     return np.where(ok & (loss < CONVERGED_LOSS), sharp, np.nan)
 
 
-def sharpness_table(lrs=TABLE_LRS, starts=None, steps=3000):
+def sharpness_table(lrs=TABLE_LRS, starts=None, steps=3000, map_at=sharp_gd):
     """Rows ``(lr, 2/lr, converged fraction, max sharpness, mean sharpness)``, as the slides' table."""
     starts = sharp_starts() if starts is None else starts
     rows = []
     for lr in lrs:
-        s = gd_minima(lr, starts, steps)
-        rows.append((lr, 2.0 / lr, float(np.mean(np.isfinite(s))), float(np.nanmax(s)), float(np.nanmean(s))))
+        s = gd_minima(lr, starts, steps, map_at)
+        ok = np.isfinite(s)
+        rows.append((lr, 2.0 / lr, float(np.mean(ok)), float(np.max(s[ok])) if ok.any() else np.nan,
+                     float(np.mean(s[ok])) if ok.any() else np.nan))
     return rows
-
-
-@rf.entry("sgd_stability.sharpness_gd", source="Wu slides, table 'Sharpness of the solutions found by GD'")
-def sharpness_gd(lr: float = 0.2, steps: int = 3000) -> rf.Method:
-    r"""GD :math:`w \leftarrow w - \eta\nabla L` on a diagonal linear network: every minimum GD
-    converges to has sharpness :math:`\lambda_{\max}(\nabla^2L) \le 2/\eta` (the condition
-    :math:`a \le 2/\eta` with :math:`B = n`), while gradient flow from the same starts also
-    reaches sharper minima."""
-    starts = sharp_starts()
-    cache = {}
-
-    def table():
-        if "rows" not in cache:
-            cache["rows"] = sharpness_table(starts=starts, steps=steps)
-        return cache["rows"]
-
-    def worst_ratio(method):
-        return max(row[3] * row[0] / 2.0 for row in table())
-
-    def converged(method):
-        return min(row[2] for row in table())
-
-    def flow_exceeds(method):
-        small = gd_minima(0.01, starts, 10 * steps)  # GD with a small rate, close to the flow
-        return float(np.mean(small[np.isfinite(small)] > 2.0 / max(TABLE_LRS)))
-
-    return rf.Method(
-        flow=rf.gradient_flow(sharp_loss, names=SHARP_NAMES), map=rf.gradient_descent(sharp_loss, lr=lr,
-                                                                                    names=SHARP_NAMES),
-        y0=starts[:4], t1=20.0, steps=steps,
-        claims=[
-            rf.Holds(measure=worst_ratio, lo=0.0, hi=1.0, name="sharpness <= 2/eta",
-                     what=f"max over eta in {TABLE_LRS} and converged runs of eta * sharpness / 2",
-                     source="table: sharpness of GD solutions <= prediction 2/eta"),
-            rf.Holds(measure=converged, lo=0.5, hi=1.0, name="runs converge",
-                     what=f"min over eta of the fraction of {len(starts)} GD runs with loss < {CONVERGED_LOSS:g}",
-                     source="table (the bound is about minima GD converges to)"),
-            rf.Holds(measure=flow_exceeds, lo=0.05, hi=1.0, name="small steps reach sharper minima",
-                     what=f"fraction of GD runs with eta=0.01 ending sharper than 2/{max(TABLE_LRS)}",
-                     source="'learning rate is crucial for the sharpness of the selected minima'"),
-        ],
-    )

@@ -1,11 +1,15 @@
-"""Tests of `regflow.systems.sgd_stability` beyond its catalogue claims: brute-force
-cross-checks of the stability quantities, a property of commuting Hessians, bad parameters."""
+"""Tests of `regflow.systems.sgd_stability` (and `sgd_stability_gd`) beyond their catalogue claims:
+brute-force cross-checks of the stability quantities, a property of commuting Hessians, wrong
+systems (the printed curvatures, batches with replacement, plain GD) failing the claims that
+describe them, bad parameters."""
 
+import dataclasses
 import itertools
 
 import numpy as np
 import pytest
 
+import regflow as rf
 from regflow.systems import sgd_stability as ss
 
 
@@ -56,3 +60,40 @@ def test_bad_parameters():
         ss.batch_factor(1, 1)
     with pytest.raises(ValueError, match="hessians must have shape"):
         ss.moments(np.ones((3, 2)))
+
+
+def _only(method, *names):
+    keep = [c for c in method.claims if (c.name or type(c).__name__) in names]
+    assert len(keep) == len(names)
+    return dataclasses.replace(method, claims=keep)
+
+
+def _perturbed(method, name):
+    (perturbation,) = [p for p in method.perturbations if p.name == name]
+    return perturbation.apply(method)
+
+
+def test_printed_curvatures_do_not_escape():
+    """The example built with the printed curvatures (f_i halved) is stable for SGD at x = 1: the
+    measured eq 23 factor and the escape both fail there, while the example as defined passes."""
+    method = _only(rf.get_entry("sgd_stability.escape").build(paths=64), "eq 23 factor at x=1", "SGD escapes to 0")
+    assert rf.check(method).passed
+    wrong = rf.check(_perturbed(method, "the example with the printed curvatures (f_i halved)"))
+    assert not any(row.passed for row in wrong.rows)
+
+
+def test_batches_with_replacement_miss_eq23():
+    method = _only(rf.get_entry("sgd_stability.quadratic_1d").build(), "E x_1^2")
+    assert rf.check(method).passed
+    assert not rf.check(_perturbed(method, ss.WITH_REPLACEMENT)).passed
+
+
+def test_quasi_newton_stability_threshold():
+    from regflow.systems import sgd_stability_gd as qn
+
+    method = _only(rf.get_entry("sgd_stability.quasi_newton").build(), "x^T D x")
+    assert rf.check(method).passed
+    assert not rf.check(_perturbed(method, "GD (D = I) at the same learning rate")).passed
+    with pytest.raises(ValueError, match="lr must be in"):
+        rf.get_entry("sgd_stability.quasi_newton").build(lr=2.5)
+    assert qn.qn_hessian().shape == (3, 3)
