@@ -5,6 +5,10 @@ import pathlib
 # the same catalogue systems): JAX's persistent compilation cache, inside the repository.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(__file__).parent.parent / ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+# JAX never writes a program with a host callback to that cache.  Equinox's runtime checks are
+# callbacks unless EQX_ON_ERROR=nan, and diffrax checks `saveat.ts` that way (regflow validates
+# ts before it gets there), so without this no diffrax solve would be shared.
+os.environ.setdefault("EQX_ON_ERROR", "nan")
 
 import matplotlib
 
