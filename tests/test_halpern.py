@@ -2,9 +2,14 @@
 
 The claims run in test_catalogue.py; here: the least-squares limits by linear algebra, the
 map/flow correspondence of the schedules, the discrete invariance of the null space under GD,
-the minimum norm of the two-layer network, and bad parameters.
+the minimum norm of the two-layer network, the per-step measure of Theorem 12(a), wrong systems
+the claims catch, and bad parameters.
 """
 
+import dataclasses
+
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -93,3 +98,44 @@ def test_bad_parameters():
         rf.get_entry("halpern.nmgd").build(a=1.5)
     with pytest.raises(ValueError, match="a must be > 1"):
         rf.get_entry("halpern.nmgd_fast_decay").build(a=0.5)
+
+
+def test_printed_rate_excess_is_per_step_and_bounded():
+    """Theorem 12(a)'s violation was once a log-ratio that grew with the number of steps (10^29.9)."""
+    gd = rf.gradient_descent(hp.loss, lr=hp.LR, args=ARGS)
+    ev = np.linalg.eigvalsh(hp.hessian_matrix(ARGS))
+    rate, printed = np.max(np.abs(1 - hp.LR * ev[ev > 1e-9])), 1 - hp.LR * ev.max()
+    values = []
+    for steps in (30, 60, 120):
+        traj = rf.iterate(gd, hp.starts()[1:], steps, batched=True)
+        errors = np.sqrt(np.atleast_2d(traj.evaluate(hp.solution_distance_sq)))
+        values.append(hp.contraction_excess(errors, printed))
+    assert all(1.0 < v <= rate / printed * (1 + 1e-9) for v in values)
+    assert values[2] - values[1] < values[1] - values[0] + 1e-12  # it settles, it does not grow
+
+
+def test_theorem12_on_the_strongly_convex_quadratic():
+    report = rf.check("halpern.strongly_convex")
+    assert report.passed
+    printed = [row for row in report.rows if "as printed" in row.claim][0]
+    assert printed.measured > 1.8 and printed.note.startswith("erratum:")  # 0.95 per step against the printed 0.5
+    method = rf.get_entry("halpern.strongly_convex").build()
+    flat = {"kappa": jnp.asarray([1.0, 0.02])}
+    wrong = dataclasses.replace(method, map=rf.gradient_descent(hp.convex_loss, lr=0.5, args=flat))
+    assert [row.passed for row in rf.check(wrong).rows][:2] == [False, False]  # eq 71 measures the map
+
+
+def test_literal_schedule_is_a_convention_and_the_rows_see_the_indexing():
+    method = rf.get_entry("halpern.literal_schedule").build()
+    assert {c.grade for c in method.claims} == {"convention"}
+    shifted = rf.nmgd(hp.loss, lr=hp.LR, schedule=hp.paper_schedule(hp.A_FAST, n0=2), args=ARGS)
+    report = rf.check(dataclasses.replace(method, map=shifted, steps=2000))
+    assert not any(row.passed for row in report.rows)
+
+
+def test_fixed_point_of_kT_is_on_the_regularization_path():
+    k = 0.9
+    fixed = hp.fixed_point_of_kT(k, hp.LR, ARGS)
+    T = lambda w: w - hp.LR * np.asarray(jax.grad(hp.loss)(jnp.asarray(w), ARGS))  # noqa: E731
+    np.testing.assert_allclose(k * T(fixed), fixed, rtol=1e-12, atol=1e-14)
+    assert float(hp.gradient_norm(jnp.asarray(fixed), ARGS)) > 0.1  # not a fixed point of T

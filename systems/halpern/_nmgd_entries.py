@@ -121,7 +121,10 @@ def fixed_k(lam: float = FIXED_LAMBDA, lr: float = LR, seed: int = SEED) -> rf.M
         y0=starts(), t1=FIXED_STEPS * lr, steps=FIXED_STEPS, options=RUN_OPTIONS,
         perturbations=[rf.Perturbation("k = 1 - lam / 2", {
             "map": rf.halpern(loss, lr=lr, schedule=_Constant(lam / 2), names=names(), args=args),
-            "flow": rf.gradient_flow(loss, lr=1 - lam / 2, weight_decay=lam / (2 - lam) / lr, args=args)})],
+            "flow": rf.gradient_flow(loss, lr=1 - lam / 2, weight_decay=lam / (2 - lam) / lr, args=args)}),
+            rf.Perturbation("k = 1 (plain GD, no regularization)", {
+                "map": rf.gradient_descent(loss, lr=lr, names=names(), args=args),
+                "flow": rf.gradient_flow(loss, names=names(), args=args)})],
         claims=[
             rf.AtHorizon(state, predict=fixed, on="map", tol=1e-10, name="x_n -> fixed point of kT",
                          source="sec 12, Theorem 5 (first sentence) corrected: x_n = kTx_{n-1}, |k| < 1, converges "

@@ -53,6 +53,14 @@ def rmsprop_step_before(k, y, args):
     return rmsprop_update(y, args["lr"], args, after=False)
 
 
+def plain_step(k, y, args):
+    """GD in :math:`w` with RMSProp's average tracked but unused (the preconditioner dropped: a perturbation)."""
+    w, s = y[:2], y[2:]
+    g = jax.grad(ab_loss)(w)
+    h = args["lr"]
+    return jnp.concatenate([w - h * g, s + h * args["rho"] * (g**2 - s)])
+
+
 def rmsprop_field(t, y, args):
     r"""RMSProp's first-order flow (the printed recursion :math:`s_t = \gamma s_{t-1} + (1-\gamma)g_t^2`
     with :math:`\gamma = 1 - \rho\eta`, in learning-rate time):
@@ -180,11 +188,14 @@ def rmsprop(lr: float = RMS_LR, rho: float = RMS_RHO) -> rf.Method:
     order 2, with Singh's :math:`\tilde C_{rms}` at order 1 only."""
     order = lambda kind, p, r=rho, **kw: order_fit(lambda h: rms_flow(kind, h, r), p, t1=RMS_T1, **kw)  # noqa: E731
     before = lambda h: rms_map(h, rho, rmsprop_step_before)  # noqa: E731
+    plain = lambda h: rms_map(h, rho, plain_step)  # noqa: E731
     return rf.Method(
         flow=rmsprop_bea_flow(lr, rho), map=rms_map(lr, rho), map_at=lambda h: rms_map(h, rho),
         y0=RMS_START, t1=RMS_T1, steps=round(RMS_T1 / lr), samples=rms_samples(),
-        perturbations=[rf.Perturbation("RMSProp dividing by the previous average", {
-            "map": before(lr), "map_at": before})],
+        perturbations=[
+            rf.Perturbation("RMSProp dividing by the previous average", {"map": before(lr), "map_at": before}),
+            rf.Perturbation("the preconditioner dropped (GD in w)", {"map": plain(lr), "map_at": plain}),
+        ],
         claims=[
             order("flow", 1.0, name="RMSProp vs its first-order flow",
                   source="RMSProp is, to first order, the Euler step of w' = -P grad C, s' = rho (g^2 - s)"),

@@ -115,17 +115,20 @@ def sgd_moment_step(k, z, args):
 
 
 def sgd_moments(lr, t1=SME_T1, start=SME_START):
-    """The exact SGD moment state after flow time ``t1`` (``t1 / lr`` steps of `sgd_moment_step`, numpy)."""
+    """The exact SGD moment state after flow time ``t1`` (``t1 / lr`` steps of `sgd_moment_step`, with
+    the averages over the minibatches taken once: numpy)."""
     mo = SME_MOMENTS
     A = np.eye(2) - lr * mo["HB"]
     bB = mo["bB"]
-    m, M = np.array(start, dtype=float), np.outer(start, start)
+    quadratic = np.einsum("bij,blk->iljk", A, A).reshape(4, 4) / len(A)   # vec E[A M A^T] = quadratic vec M
+    linear = np.einsum("bij,bl->ilj", A, bB).reshape(4, 2) / len(A)      # vec E[(A m) b^T] = linear m
+    constant = np.einsum("bi,bj->ij", bB, bB).ravel() / len(A)
+    m, M = np.array(start, dtype=float), np.outer(start, start).ravel()
     for _ in range(round(t1 / lr)):
-        Am = A @ m
-        M = (np.einsum("bij,jk,blk->il", A, M, A) + lr * (np.einsum("bi,bj->ij", Am, bB) + np.einsum("bi,bj->ij", bB, Am))
-             + lr**2 * np.einsum("bi,bj->ij", bB, bB)) / A.shape[0]
+        cross = (linear @ m).reshape(2, 2)
+        M = quadratic @ M + lr * (cross + cross.T).ravel() + lr**2 * constant
         m = m - lr * (mo["H"] @ m - mo["b"])
-    return np.concatenate([m, M.ravel()])
+    return np.concatenate([m, M])
 
 
 def sme_moment_field(order):
