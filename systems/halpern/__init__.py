@@ -49,11 +49,12 @@ Weight decay conventions: the flow's :math:`\mu(t)\,w` is regflow's ``weight_dec
 """
 
 from . import _least_squares, _network, _nmgd_entries  # noqa: F401  (registers the entries)
-from ._least_squares import convex_loss, gradient_descent, solution_distance_sq, strongly_convex
+from ._least_squares import convex_loss, gradient_descent, solution_distance_sq, strongly_convex  # noqa: F401
 from ._network import (HIDDEN, LR_DEEP, N0_DEEP, deep_loss, deep_names, deep_network, deep_unflatten, layer_imbalance,
-                       minimum_norm, squared_norm)
-from ._nmgd_entries import fixed_k, fixed_point_of_kT, gradient_norm, literal_schedule, nmgd, nmgd_fast_decay
+                       minimum_norm, squared_norm)  # noqa: F401
+from ._nmgd_entries import (  # noqa: F401
+    fixed_k, fixed_point_of_kT, gradient_norm, literal_schedule, nmgd, nmgd_fast_decay)
 from ._problem import (A, A_FAST, DIM, LR, N0, N_EQ, SEED, T1, T1_GD, contraction_excess, distance_to_pinv,
                        flow_schedule, gd_limit, halpern_map, hessian_matrix, hessian_spectrum, loss, names,
                        nmgd_flow, nmgd_map, null_coordinate, null_part, paper_partner, paper_schedule, pinv_solution,
-                       problem, ridge_path, starts, state)
+                       problem, ridge_path, starts, state)  # noqa: F401

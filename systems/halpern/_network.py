@@ -7,7 +7,7 @@ import numpy as np
 
 import regflow as rf
 
-from ._problem import A, DIM, SEED, T1, nmgd_systems, pinv_solution, problem
+from ._problem import A, DIM, SEED, T1, Constant, nmgd_systems, pinv_solution, problem
 
 #: Hidden width of the two-layer linear network.
 HIDDEN = 3
@@ -88,6 +88,8 @@ def deep_network(a: float = A, lr: float = LR_DEEP, n0: int = N0_DEEP, seed: int
                 "map": rf.gradient_descent(deep_loss, lr=lr, args=args),
                 "flow": rf.gradient_flow(deep_loss, args=args)}),
             rf.Perturbation(f"n0 = {N0_ERASING} (lambda_0 = {N0_ERASING ** -a:.2g})", {"map": erasing["map"]}),
+            rf.Perturbation(f"lambda_n held at lambda_0 = {n0 ** -a:.2g} (the Halpern term does not vanish)",
+                            {"map": rf.nmgd(deep_loss, lr=lr, schedule=Constant(n0 ** -a), args=args)}),
         ],
         claims=[
             rf.AtHorizon(squared_norm, predict=target, on="map", tol=1e-2, name="NMGD reaches the minimum norm",

@@ -9,9 +9,9 @@ import numpy as np
 
 import regflow as rf
 
-from ._problem import (A, A_FAST, DIM, LR, N0, RUN_OPTIONS, SEED, T1, distance_to_pinv, flow_schedule, loss, names, nmgd_systems,
-                       null_part, paper_schedule, pinv_solution, problem, remainder_factor_flow,
-                       remainder_factor_map, ridge_path, starts, state)
+from ._problem import (A, A_FAST, DIM, LR, N0, RUN_OPTIONS, SEED, T1, Constant, distance_to_pinv, flow_schedule,
+                       loss, names, nmgd_systems, null_part, paper_schedule, pinv_solution, problem,
+                       remainder_factor_flow, remainder_factor_map, ridge_path, starts, state)
 
 #: Map steps of halpern.nmgd (flow time T1).
 NMGD_STEPS = round(T1 / LR)
@@ -91,16 +91,6 @@ def gradient_norm(w, args):
     return jnp.linalg.norm(2.0 * args["X"].T @ (args["X"] @ w - args["y"]))
 
 
-class _Constant:
-    """The schedule lambda_k = value."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def __call__(self, k):
-        return jnp.float64(self.value)
-
-
 @rf.entry("halpern.fixed_k", source="Theory III sec 12, Theorem 5 (first sentence); sec 14.1 item 3")
 def fixed_k(lam: float = FIXED_LAMBDA, lr: float = LR, seed: int = SEED) -> rf.Method:
     r"""Halpern's iteration with a fixed factor, :math:`x_n = kTx_{n-1}`, :math:`k = 1 - \lambda`,
@@ -117,10 +107,10 @@ def fixed_k(lam: float = FIXED_LAMBDA, lr: float = LR, seed: int = SEED) -> rf.M
     mu = (1 - k) / (k * lr)
     return rf.Method(
         flow=rf.gradient_flow(loss, lr=k, weight_decay=mu, names=names(), args=args),
-        map=rf.halpern(loss, lr=lr, schedule=_Constant(lam), names=names(), args=args),
+        map=rf.halpern(loss, lr=lr, schedule=Constant(lam), names=names(), args=args),
         y0=starts(), t1=FIXED_STEPS * lr, steps=FIXED_STEPS, options=RUN_OPTIONS,
         perturbations=[rf.Perturbation("k = 1 - lam / 2", {
-            "map": rf.halpern(loss, lr=lr, schedule=_Constant(lam / 2), names=names(), args=args),
+            "map": rf.halpern(loss, lr=lr, schedule=Constant(lam / 2), names=names(), args=args),
             "flow": rf.gradient_flow(loss, lr=1 - lam / 2, weight_decay=lam / (2 - lam) / lr, args=args)}),
             rf.Perturbation("k = 1 (plain GD, no regularization)", {
                 "map": rf.gradient_descent(loss, lr=lr, names=names(), args=args),

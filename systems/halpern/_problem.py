@@ -119,6 +119,17 @@ def contraction_excess(errors, printed_factor):
     return float(np.max(per_step) / printed_factor)
 
 
+class Constant:
+    """The schedule lambda_k = value."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, k):
+        return jnp.float64(self.value)
+
+
+
 # ----------------------------------------------------------------------------- the paper's names
 
 

@@ -56,26 +56,28 @@ Conventions and corrections recorded here:
 
 
 from . import _digits, _gd, _reshuffled, _rmsprop, _sme  # noqa: F401  (registers the entries)
-from ._common import FIT_SAVES, ORDER_TOL, STEPS, agreement, flow_at, map_flow_error, order_fit
+from ._common import (FIT_SAVES, ORDER_TOL, STEPS, agreement, flow_at, map_flow_error,  # noqa: F401
+                      order_fit)
 from ._digits import (DIGITS_DIM, DIGITS_FAST_LR, DIGITS_LR, DIGITS_METHODS, adaptive_norm, curves, digits_data,
                       implicit_regularizer, mlp_error, mlp_init, mlp_logits, mlp_sample_loss, norm_at_loss,
                       optimizer_runs, optimizer_trajectory, optimizers_map, optimizers_start, regularizer_terms,
-                      rmsprop_average, value_at_loss, weights, _batch_grad)
+                      rmsprop_average, value_at_loss, weights, _batch_grad)  # noqa: F401
 from ._gd import (AB_GRADIENT_FLOW, AB_X, AB_Y, GD_LONG_T, GD_LR, GD_START, ab_imbalance, ab_loss, ab_samples,
                   ab_sharpness, flipped_map, gd, gd_modified_flow, gradient_flow_limit_sharpness, igr_term, long_runs,
-                  _gd_fit)
+                  _gd_fit)  # noqa: F401
 from ._reshuffled import (RR_B, RR_BATCHES, RR_DATA, RR_LR, RR_M, RR_N, RR_START, RR_T1, epoch_map,
                           gradient_penalty_loss, logistic_data, logistic_sample_loss, rr_batch_losses, rr_epoch_fixed,
                           rr_epoch_mean, rr_eq2_loss, rr_eq2_printed_convention, rr_flow, rr_loss, rr_smith_loss,
-                          sgd_reshuffled, _rr_fit)
+                          sgd_reshuffled, _rr_fit)  # noqa: F401
 from ._rmsprop import (RMS_EPS, RMS_LR, RMS_RHO, RMS_START, RMS_T1, first_order_flow, preconditioned_igr_field,
                        preconditioner, rms_flow, rms_map, rmsprop, rmsprop_bea_flow, rmsprop_field,
                        rmsprop_modified_field, rmsprop_second, rmsprop_step, rmsprop_step_before, rmsprop_update,
-                       singh_rms_field, singh_rms_p_field, singh_rms_plain_field, _rms_fit)
+                       singh_rms_field, singh_rms_p_field, singh_rms_plain_field, _rms_fit)  # noqa: F401
 from ._sme import (SME_B, SME_DATA, SME_LR, SME_MC_LRS, SME_MC_PATHS, SME_N, SME_START, SME_T1, gd_mean, mean_loss,
                    moment_observables, moment_system, moments_at, moments_of, regression_data, regression_loss,
                    regression_sample_loss, sgd_moment_step, sgd_moments, sgd_paths_at, sme, sme_moment_field,
-                   sme_moment_flow, sme_moments_1, sme_moments_2, sme_monte_carlo_fit, total_variance, _sme_fit)
+                   sme_moment_flow, sme_moments_1, sme_moments_2, sme_monte_carlo_fit, total_variance,  # noqa: F401
+                   _sme_fit)
 
 #: The reference solve of the figures (scipy DOP853 at tight tolerances).
 _flow_at = flow_at

@@ -106,7 +106,8 @@ def _batch_grad(data, batch_size, w, key):
 
 def optimizers_map(data, lr=DIGITS_LR, fast_lr=DIGITS_FAST_LR, batch_size=DIGITS_BATCH, *, sgd_lr=None,
                    fast_weight_decay=0.0, frozen_average=None):
-    r"""One epoch (``N / batch_size`` minibatch steps) of SGD (at ``lr`` and ``fast_lr``, batches drawn as `rf.sgd` draws them),
+    r"""One epoch (``N / batch_size`` minibatch steps) of SGD (at ``lr`` and ``fast_lr``, batches drawn as
+    `rf.sgd` draws them),
     RMSProp and Adam (at ``lr``) run side by side on the same minibatches: state
     :math:`(w_{sgd}, w_{sgd,fast}, w_{rms}, s, w_{adam}, m, v)`, ``dt`` = the epoch's flow time.
 
@@ -376,7 +377,8 @@ def adaptive_norm() -> rf.Method:
             rf.StaysIn(second_order_margin, on="map", name="RMSProp's second-order term exceeds SGD's",
                        source="Singh sec 4: the implicit regularization term is absent in adaptive methods",
                        erratum=FIG3_READING, grade="reading"),
-            rf.StaysIn(sgd_test_gap, on="map", min_fraction=0.95, name="Fig 2 protocol: SGD's test error is the highest",
+            rf.StaysIn(sgd_test_gap, on="map", min_fraction=0.95,
+                       name="Fig 2 protocol: SGD's test error is the highest",
                        source="Singh sec 1: adaptive methods generalize worse than SGD; Fig 1-2 (lr 0.001 for all)",
                        erratum=GENERALIZATION_READING, grade="reading"),
             rf.Holds(measure=end_test_excess, lo=0.0, name=f"end test errors against SGD at lr {DIGITS_FAST_LR:g}",
