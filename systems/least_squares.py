@@ -297,7 +297,7 @@ def lyapunov_rate(risk, star, t1):
 
 
 @rf.entry("least_squares.convex", source="Wu slides, 'Implicit bias of GD for general convex problems'")
-def convex(lr: float = 0.1, steps: int = 500, seed: int = 0) -> rf.Method:
+def convex(lr: float = 0.1, steps: int = 1000, seed: int = 0) -> rf.Method:
     r"""Gradient flow and GD on the convex, non-quadratic risk
     :math:`\frac1n\sum_i\log\cosh(x_i\cdot\theta - y_i)` (``d > n``): the slides' theorem
     :math:`\|\theta_t - \bar\theta\| \le \|\theta_0 - \bar\theta\|`, :math:`\bar\theta` the
@@ -313,7 +313,7 @@ def convex(lr: float = 0.1, steps: int = 500, seed: int = 0) -> rf.Method:
     return rf.Method(
         flow=rf.gradient_flow(log_cosh_risk, names=names, args=data),
         map=rf.gradient_descent(log_cosh_risk, lr=lr, names=names, args=data),
-        y0=starts, t1=t1, steps=steps,
+        y0=starts, t1=t1, steps=steps, options={"rtol": 1e-11, "atol": 1e-13},
         samples=np.vstack([starts, 4.0 * np.random.default_rng(4).normal(size=(8, LS_DIM)), near(star)]),
         perturbations=[rf.Perturbation("the flow of R/2 (J's time then runs twice too fast)",
                                        {"flow": rf.gradient_flow(half, names=names, args=data)}),
@@ -332,5 +332,10 @@ def convex(lr: float = 0.1, steps: int = 500, seed: int = 0) -> rf.Method:
                             "convexity"),
             rf.Conserved(null_component(data, 0), source="the gradient lies in the row space of X: the null-space "
                                                          "part of the start is kept"),
+            rf.AtHorizon(state, predict=lambda y0, a: limit(a, y0), tol=1e-9, name="flow limit",
+                         source=f"the slides' question 'does GD still converge to the minimum-norm solution?': for a "
+                                f"risk of X theta, from theta_0 = 0 it does (plus the start's null part; t = {t1:g})"),
+            rf.AtHorizon(state, predict=lambda y0, a: limit(a, y0), on="map", tol=1e-10, name="GD limit",
+                         source=f"the same for the GD iterates ({steps} steps)"),
         ],
     )

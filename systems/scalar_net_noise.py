@@ -322,7 +322,7 @@ def batch_sharpness(data, lr, batch_size, steps, paths):
 
     def end_imbalance(map_, method):
         starts = np.repeat(np.asarray(method.y0), paths, axis=0)
-        traj = rf.iterate(map_, starts, steps, every=steps, batched=True, seed=method.seed)
+        traj = rf.iterate(map_, starts, steps, batched=True, seed=method.seed)  # as the check's own map run
         return np.asarray(traj.evaluate(imbalance_sq))[:, -1]
 
     def measure(method):

@@ -83,7 +83,7 @@ def test_printed_curvatures_do_not_escape():
 
 
 def test_batches_with_replacement_miss_eq23():
-    method = _only(rf.get_entry("sgd_stability.quadratic_1d").build(), "E x_1^2")
+    method = _only(rf.get_entry("sgd_stability.quadratic_1d").build(paths=2000), "E x_1^2")
     assert rf.check(method).passed
     assert not rf.check(_perturbed(method, ss.WITH_REPLACEMENT)).passed
 
