@@ -20,6 +20,7 @@ CELL_TIMEOUT = 300
 #: Per notebook, the small sizes the test runs it at (assignments to names of its parameters cell).
 SMALL = {
     "networks": "T_LIN, T_NET, T_EOS, SAVES = 3.0, 3.0, 100.0, 8",
+    "sgd_stability": "BATCH_SIZES = (1, 8)",
 }
 
 
