@@ -34,3 +34,10 @@ def ou():
 @pytest.fixture(scope="session")
 def rotation():
     return rf.ODE(lambda t, y, a: jnp.array([-y[1], y[0]]), names=("x", "y"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Notebook runs first: they are the longest tests, so under pytest-xdist (which deals out the
+    first tests in turn) they start early on every worker instead of holding up the end of the run."""
+    items.sort(key=lambda item: not (item.path.name == "test_notebooks.py"
+                                     and getattr(item, "originalname", "") == "test_notebook_runs"))
