@@ -68,15 +68,21 @@ class StepRatio(Claim):
         args = method.map.args
         if self.at is not None:
             pts = jnp.asarray(np.atleast_2d(self.at))
+            q, step = self.q, method.map.step
             if method.map.stochastic:
                 keys = jax.random.split(jax.random.PRNGKey(method.seed), self.draws)
-                nxt = jax.vmap(lambda key: jax.vmap(lambda y: method.map.step(0, y, args, key))(pts))(keys)
-                before = jnp.broadcast_to(jax.vmap(lambda y: self.q(y, args))(pts), nxt.shape[:2])
+
+                @jax.jit
+                def ratios(pts, keys):  # one compiled call, not one per primitive
+                    nxt = jax.vmap(lambda key: jax.vmap(lambda y: step(0, y, args, key))(pts))(keys)
+                    before = jnp.broadcast_to(jax.vmap(lambda y: q(y, args))(pts), nxt.shape[:2])
+                    after = jax.vmap(lambda y: q(y, args))(nxt.reshape(-1, pts.shape[-1])).reshape(before.shape)
+                    return after / before
+
+                ratio = np.asarray(ratios(pts, keys))
             else:
-                nxt = jax.vmap(lambda y: method.map.step(0, y, args))(pts)
-                before = jax.vmap(lambda y: self.q(y, args))(pts)
-            after = jax.vmap(lambda y: self.q(y, args))(nxt.reshape(-1, pts.shape[-1])).reshape(before.shape)
-            ratio, where = np.asarray(after / before), f"one step from {len(pts)} points"
+                ratio = np.asarray(jax.jit(jax.vmap(lambda y: q(step(0, y, args), args) / q(y, args)))(pts))
+            where = f"one step from {len(pts)} points"
         else:
             traj = ctx.map()
             values = np.atleast_2d(traj.evaluate(self.q))
