@@ -25,15 +25,19 @@ DEEP_STEPS = round(T1 / LR_DEEP)
 IMBALANCE_T = 1.0
 
 
+#: The two-layer linear network f(x) = v^T W x (`rf.Network`; its flat view is the state: W row-major, then v).
+NETWORK = rf.Network((DIM, HIDDEN, 1))
+
+
 def deep_unflatten(w, hidden=HIDDEN):
     """``(W, v)``: first layer (hidden x DIM) and output weights (hidden,)."""
-    return w[: hidden * DIM].reshape(hidden, DIM), w[hidden * DIM:]
+    params = rf.Network((DIM, hidden, 1)).unflatten(w)
+    return params["W1"], params["W2"][0]
 
 
 def deep_loss(w, args):
-    r"""Eq 44 for the two-layer linear network :math:`f(x) = v^\top Wx`: :math:`|y - XW^\top v|^2`."""
-    W, v = deep_unflatten(w)
-    return jnp.sum((args["y"] - args["X"] @ (W.T @ v)) ** 2)
+    r"""Eq 44 for the two-layer linear network :math:`f(x) = v^\top Wx`: :math:`|y - f(X)|^2`."""
+    return jnp.sum((args["y"] - NETWORK.scalar(NETWORK.unflatten(w), args["X"])) ** 2)
 
 
 def squared_norm(w, args=None):

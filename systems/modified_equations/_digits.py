@@ -20,16 +20,19 @@ DIGITS_LR = 0.001
 #: A learning rate at which SGD trains as far as the adaptive methods (the matched-loss comparison).
 DIGITS_FAST_LR = 0.1
 DIGITS_EPOCHS = 100
-#: Batch sequences (paths): enough to resolve test-error differences of ~2 points (standard error ~0.007).
-DIGITS_PATHS = 16
+#: Initializations (seeds of `rf.Network.init`) and batch sequences per initialization: 16 runs, enough to
+#: resolve test-error differences of ~2 points (standard error ~0.007) and to average over the start.
+DIGITS_INITS = (0, 1, 2, 3)
+DIGITS_PATHS = 4
 #: RMSProp and Adam constants (PyTorch defaults: alpha = gamma = 0.99, betas (0.9, 0.999), eps 1e-8).
 RMS_GAMMA, ADAM_B1, ADAM_B2, OPT_EPS = 0.99, 0.9, 0.999, 1e-8
 DIGITS_METHODS = ("sgd", "sgd_fast", "rmsprop", "adam")
 #: Weight decay of the perturbation that gives fast SGD an explicit norm penalty.
 PERTURBING_DECAY = 3e-2
-_LAYERS = ((16, DIGITS_HIDDEN), (DIGITS_HIDDEN,), (DIGITS_HIDDEN, 10), (10,))
-_SIZES = tuple(int(np.prod(s)) for s in _LAYERS)
-DIGITS_DIM = sum(_SIZES)
+#: The network (`rf.Network`): 16 inputs, one hidden ReLU layer, 10 outputs, with biases; the flat
+#: view of its parameters is each method's block of the combined state.
+NETWORK = rf.Network((16, DIGITS_HIDDEN, 10), activation="relu", bias=True)
+DIGITS_DIM = NETWORK.size
 
 
 def digits_data(n_train=DIGITS_TRAIN, n_test=DIGITS_TEST, noise=DIGITS_NOISE, seed=0):
@@ -56,19 +59,9 @@ def digits_data(n_train=DIGITS_TRAIN, n_test=DIGITS_TEST, noise=DIGITS_NOISE, se
     return as_set(train, labels), as_set(test, digits.target[test])
 
 
-def unflatten(w):
-    """The flat parameter vector as (W1, b1, W2, b2)."""
-    out, i = [], 0
-    for shape, size in zip(_LAYERS, _SIZES):
-        out.append(w[i:i + size].reshape(shape))
-        i += size
-    return out
-
-
 def mlp_logits(w, x):
     r"""One hidden ReLU layer (Singh uses ReLU hidden layers and a softmax output)."""
-    W1, b1, W2, b2 = unflatten(w)
-    return jax.nn.relu(x @ W1 + b1) @ W2 + b2
+    return NETWORK(NETWORK.unflatten(w), x)
 
 
 def mlp_sample_loss(w, sample, args=None):
@@ -83,11 +76,8 @@ def mlp_error(w, data):
 
 
 def mlp_init(seed=0):
-    r"""Weights :math:`N(0, 1/\text{fan-in})`, biases 0."""
-    rng = np.random.default_rng(seed)
-    W1 = rng.normal(0, 1 / np.sqrt(16), _SIZES[0])
-    W2 = rng.normal(0, 1 / np.sqrt(DIGITS_HIDDEN), _SIZES[2])
-    return np.concatenate([W1, np.zeros(_SIZES[1]), W2, np.zeros(_SIZES[3])])
+    r"""Weights :math:`N(0, 1/\text{fan-in})`, biases 0 (`rf.Network.init`), as the flat vector."""
+    return np.asarray(NETWORK.flatten(NETWORK.init(seed)))
 
 
 def _batch_grads(data, batch_size, ws, key):
@@ -271,6 +261,9 @@ def end_test_excess(method):
     return min(float(np.mean(runs[name]["test_error"][:, -1] - fast)) for name in ("rmsprop", "adam"))
 
 
+#: How closely the norms agree at equal training loss (measured: 1-8% over initializations, against the
+#: ~60% gap of Fig 4 at equal epochs).
+NORM_AGREEMENT = 0.1
 #: How far above SGD's norm the adaptive methods' norms rise (and then stay), relative.
 NORM_MARGIN = 0.05
 
@@ -310,24 +303,29 @@ def second_order_margin(y, args=None):
 second_order_margin.__name__ = "RMSProp's second-order term / SGD's - 1"
 
 
+#: The test-error lead after which SGD's test error is claimed to stay the highest.
+TEST_LEAD = 0.05
+
+
 def sgd_test_gap(y, args=None):
-    """SGD's (lr 0.001) test error minus the larger of RMSProp's and Adam's."""
-    return test_error_of("sgd")(y) - jnp.maximum(test_error_of("rmsprop")(y), test_error_of("adam")(y))
+    """SGD's (lr 0.001) test error minus the larger of RMSProp's and Adam's, minus ``TEST_LEAD``."""
+    return test_error_of("sgd")(y) - jnp.maximum(test_error_of("rmsprop")(y), test_error_of("adam")(y)) - TEST_LEAD
 
 
-sgd_test_gap.__name__ = "test error: SGD - max(RMSProp, Adam)"
+sgd_test_gap.__name__ = f"test error: SGD - max(RMSProp, Adam) - {TEST_LEAD:g}"
 
 
 
 FIG3_READING = ("sec 4 concludes from Fig 3 that the implicit regularization term is absent in adaptive methods; "
                 "Fig 3's |s_t * grad C_k|^2 is Singh's proposed term, not RMSProp's: RMSProp's second-order term "
                 "lr/(4m) sum_k grad C_k^T P grad C_k is larger than SGD's throughout training")
-NORM_READING = ("sec 4 reads Fig 4 as SGD favouring small-norm solutions; at equal lr SGD has barely trained, and at "
-                "equal training loss the norms agree to a few percent")
+NORM_READING = ("sec 4 reads Fig 4 as SGD favouring small-norm solutions; at equal lr SGD has barely trained (the "
+                "adaptive methods' norms end ~60% larger), while at equal training loss SGD at lr 0.1 and the "
+                "adaptive methods have norms within a few percent (1-8% over initializations)")
 GENERALIZATION_READING = ("sec 1 (citing [5, 7, 10]): adaptive methods generalize worse than SGD. At the protocol "
                           "of Fig 1-2 (lr 0.001 for all) SGD has barely trained and its test error stays far above "
                           "RMSProp's and Adam's; against SGD that trains (lr 0.1) the adaptive methods end 100 epochs "
-                          "with a test error ~3 points higher, but also a higher training loss, and at equal "
+                          "with a test error 3-13 points higher, but also a higher training loss, and at equal "
                           "training loss their test error is not higher")
 
 
@@ -347,7 +345,8 @@ def adaptive_norm() -> rf.Method:
     fast_sgd = optimizers_map(TRAIN, sgd_lr=DIGITS_FAST_LR)
     return rf.Method(
         flow=rf.gradient_flow(rf.full_loss(mlp_sample_loss, TRAIN)),
-        map=optimizers_map(TRAIN), y0=optimizers_start(), paths=DIGITS_PATHS, steps=DIGITS_EPOCHS,
+        map=optimizers_map(TRAIN), y0=np.stack([optimizers_start(seed) for seed in DIGITS_INITS]),
+        paths=DIGITS_PATHS, steps=DIGITS_EPOCHS,
         perturbations=[
             rf.Perturbation(f"SGD at lr {DIGITS_FAST_LR:g} in the lr {DIGITS_LR:g} slot", {"map": fast_sgd}),
             rf.Perturbation(f"fast SGD with weight decay {PERTURBING_DECAY:g}",
@@ -362,10 +361,11 @@ def adaptive_norm() -> rf.Method:
                        source=f"Singh sec 3, Fig 4 (Adam's exceeds SGD's by {NORM_MARGIN:.0%} and stays above)"),
             rf.AtHorizon(training_loss_of("sgd"), predict=lambda y0, p: float(training_loss_of("sgd")(jnp.asarray(y0))),
                          on="map",
-                         mean=True, tol=0.05, name="SGD at lr 0.001 barely trains",
-                         source="Singh sec 3 protocol (lr 0.001 for all three): SGD's training loss stays within 5% "
-                                "of its initial value", erratum=NORM_READING, grade="reading"),
-            rf.Holds(measure=matched_loss("norm", lambda a, b: abs(np.mean(a / b) - 1)), hi=0.05,
+                         mean=True, tol=0.1, name="SGD at lr 0.001 barely trains",
+                         source="Singh sec 3 protocol (lr 0.001 for all three): SGD's training loss stays within 10% "
+                                "of its initial value (RMSProp's drops by ~30%)", erratum=NORM_READING,
+                         grade="reading"),
+            rf.Holds(measure=matched_loss("norm", lambda a, b: abs(np.mean(a / b) - 1)), hi=NORM_AGREEMENT,
                      name="norms at the same training loss",
                      what=f"max over RMSProp, Adam of | |w| / |w_SGD(lr={DIGITS_FAST_LR:g})| - 1 | when both first "
                           "reach the same training loss",
@@ -379,7 +379,9 @@ def adaptive_norm() -> rf.Method:
                        erratum=FIG3_READING, grade="reading"),
             rf.StaysIn(sgd_test_gap, on="map", min_fraction=0.95,
                        name="Fig 2 protocol: SGD's test error is the highest",
-                       source="Singh sec 1: adaptive methods generalize worse than SGD; Fig 1-2 (lr 0.001 for all)",
+                       source=f"Singh sec 1: adaptive methods generalize worse than SGD; Fig 1-2 (lr 0.001 for all): "
+                              f"once RMSProp and Adam lead by {TEST_LEAD:g}, SGD's test error stays the highest "
+                              f"(95% of the epochs after, on every run)",
                        erratum=GENERALIZATION_READING, grade="reading"),
             rf.Holds(measure=end_test_excess, lo=0.0, name=f"end test errors against SGD at lr {DIGITS_FAST_LR:g}",
                      what=f"min over RMSProp, Adam of mean(test error - that of SGD(lr={DIGITS_FAST_LR:g})) after "
