@@ -200,7 +200,8 @@ def eq13_99(w, data):
 
 
 def eq99_printed(w, data):
-    r"""The sum over examples of eq 99 as printed, :math:`\tilde f_n(\prod_{i\le k}\rho_i)e^{-\sum_{i=1}^K\rho_i\tilde f_n}`."""
+    r"""The sum over examples of eq 99 as printed,
+    :math:`\tilde f_n(\prod_{i\le k}\rho_i)e^{-\sum_{i=1}^K\rho_i\tilde f_n}`."""
     rho_k, _, f = _per_example(w, data)
     return jnp.cumprod(rho_k) * jnp.sum(f * jnp.exp(-f * jnp.sum(rho_k)))
 
@@ -252,8 +253,8 @@ def _network_method(loss_name):
     if loss_name == "exponential":
         claims.append(rf.Formula(eq13_99, rate_of=half_squared_norms, tol=1e-10, printed=eq99_printed,
                                  name="eq 13 = sum_n eq 99",
-                                 source="sec 6.1, eq 13 (lambda_k = 0): rho_k rho_k' = sum_n f~_n rho e^{-f~_n rho} for "
-                                        "every layer, the sum over examples of sec 22's eq 99 (as eq 13 and 100 "
+                                 source="sec 6.1, eq 13 (lambda_k = 0): rho_k rho_k' = sum_n f~_n rho e^{-f~_n rho} "
+                                        "for every layer, the sum over examples of sec 22's eq 99 (as eq 13 and 100 "
                                         "require)",
                                  erratum="eq 99 prints f~ (prod_{i<=k} rho_i) exp(-sum_i rho_i f~); correct "
                                          "f~ (prod_{i<=K} rho_i) exp(-f~ prod_i rho_i)", grade="erratum"))
@@ -405,6 +406,12 @@ def printed_eq99(flow):
     return rf.Perturbation("eq 99 as printed", {"flow": flow.replace(vector_field=printed_field)})
 
 
+def decoupled(flow):
+    """`rf.Perturbation`: the reduced flow with every layer a one-layer network."""
+    return rf.Perturbation("layers decoupled (each rho_k' = f~ e^(-f~ rho_k))",
+                           {"flow": flow.replace(vector_field=decoupled_field)})
+
+
 def excess_series(u, p):
     r"""Asymptotic series of :math:`s - 1` for :math:`\dot R = c(\log R)^p`, :math:`u = \log R`:
     :math:`t = \int^R dr/(c\log^p r) = \frac{R}{c\,u^p}\big(1 + \frac pu + \frac{p(p+1)}{u^2} + \dots\big)`,
@@ -440,7 +447,8 @@ def layer_log_slope(method):
 
 
 def _eq103_claim(K):
-    return rf.Formula(eq103(K), rate_of=exp_margin, at=equal_points(K), tol=1e-12, printed=eq103(K, True) if K > 1 else None,
+    return rf.Formula(eq103(K), rate_of=exp_margin, at=equal_points(K), tol=1e-12,
+                      printed=eq103(K, True) if K > 1 else None,
                       name="eq 103: R' = K f~^(2/K) (log R)^(2-2/K)",
                       source="sec 22, eq 101-103 derived from eq 99 with rho_1 = ... = rho_K",
                       erratum=None if K == 1 else "printed rho' = f~ K rho^(K-1) e^(-rho_k f~), R' = f~^(2/K) K^2 "
@@ -453,10 +461,26 @@ def _growth_claims(K, t1):
         rf.AtHorizon(excess_ratio(K, t1), predict=1.0, tol=EXCESS_TOL, name="log-slope excess at t1",
                      source="sec 21-22, Fig. 11 left and eq 103: for K > 1 the product diverges faster than log t, "
                             "R ~ t (log t)^(2-2/K): s = d log R/d log t = 1 + p/u + p(p+1)/u^2 + ..., u = log R"),
-        rf.Holds(measure=layer_log_slope, hi=1.0, name="each layer slower than one layer",
-                 what=f"max over t in [{T_LATE:g}, t1] of f~ t rho_k' (1-layer law: -> 1; here ~ 1/(K rho^(K-1)))",
+        rf.Holds(measure=layer_log_slope, hi=LAYER_SLOPE_MAX, name="each layer slower than one layer",
+                 what=f"max over t in [{T_LATE:g}, t1] of f~ t rho_k' (1-layer law: -> 1; here ~ 1/(K rho^(K-1)) "
+                      f"<= {LAYER_SLOPE_MAX:g})",
                  source="sec 22, Fig. 11 right: each layer diverges slower than in the 1-layer case"),
     ]
+
+
+#: Bound on a layer's log-slope f~ t rho_k' in units of the one-layer law (which tends to 1).
+LAYER_SLOPE_MAX = 0.5
+
+
+def decoupled_field(t, rho, args):
+    r""":math:`\dot\rho_k = \tilde f e^{-\tilde f\rho_k}`: every layer a one-layer network (a perturbation)."""
+    return args["margin"] * jnp.exp(-args["margin"] * rho)
+
+
+def squared_product_field(t, rho, args):
+    r""":math:`\dot\rho = \tilde f\rho e^{-\tilde f\rho^2}`: the two-layer law of eq 99 for one layer
+    (a perturbation)."""
+    return args["margin"] * rho * jnp.exp(-args["margin"] * rho**2)
 
 
 #: Solver options of the reduced flows (their laws are checked to ~1e-6).
@@ -468,8 +492,11 @@ def one_layer(margin: float = MARGIN, rho0: float = 1.0) -> rf.Method:
     r"""One layer, one example: :math:`\dot\rho = \tilde f e^{-\tilde f\rho}`, so
     :math:`R = e^{\tilde f\rho} = \tilde f^2 t + R_0` and :math:`\rho = \log(\tilde f^2t + R_0)/\tilde f\sim\log t`."""
     rho0 = _check_positive(rho0, "rho0")
+    flow = reduced_flow(1, margin)
     return rf.Method(
-        flow=reduced_flow(1, margin), y0=[rho0], t1=T1, samples=equal_points(1), options=REDUCED_OPTIONS,
+        flow=flow, y0=[rho0], t1=T1, samples=equal_points(1), options=REDUCED_OPTIONS,
+        perturbations=[rf.Perturbation("rho' = f~ rho e^(-f~ rho^2) (the two-layer law)",
+                                       {"flow": flow.replace(vector_field=squared_product_field)})],
         claims=[
             _eq103_claim(1),
             rf.GrowsLike(exp_margin, law=linear, tol=LAW_TOL, name="R",
@@ -521,7 +548,8 @@ def two_layer(margin: float = MARGIN, rho0: float = 1.0) -> rf.Method:
         return lambda y0, a: coefficient * a["margin"] * T1 + scipy.special.expi(a["margin"] * np.prod(y0))
 
     return rf.Method(
-        flow=flow, y0=[rho0, rho0], t1=T1, options=REDUCED_OPTIONS, perturbations=[printed_eq99(flow)],
+        flow=flow, y0=[rho0, rho0], t1=T1, options=REDUCED_OPTIONS,
+        perturbations=[printed_eq99(flow), decoupled(flow)],
         samples=np.vstack([equal_points(2), rng.uniform(0.3, 3.0, size=(12, 2))]),
         claims=[
             rf.Formula(eq100_gamma, rate_of=exp_margin, tol=1e-12, name="eq 100: gamma' = f~^2 r^2",
@@ -531,7 +559,8 @@ def two_layer(margin: float = MARGIN, rho0: float = 1.0) -> rf.Method:
             _eq103_claim(2),
             rf.GrowsLike(exp_margin, law=li_law(2, margin, rho0), tol=LAW_TOL, name="R",
                          source="sec 22: for K = 2, R(t) = li^-1(K f~ t + C), C = li(R(0))"),
-            rf.AtHorizon(li_of_R, predict=li_at_t1(2.0), printed=li_at_t1(4.0), tol=1e-6, name="li(R(t1)) = K f~ t1 + C",
+            rf.AtHorizon(li_of_R, predict=li_at_t1(2.0), printed=li_at_t1(4.0), tol=1e-6,
+                         name="li(R(t1)) = K f~ t1 + C",
                          source="sec 22, K = 2: R(t) = li^-1(K f~ t + C) with eq 103 corrected",
                          erratum="printed li^-1(f~ K^2 t + C); correct li^-1(K f~ t + C) = li^-1(2 f~ t + C)",
                          grade="erratum"),
@@ -550,7 +579,7 @@ def deep(K: int = 3, margin: float = MARGIN, rho0: float = 1.0) -> rf.Method:
     flow = reduced_flow(K, margin)
     return rf.Method(
         flow=flow, y0=np.full(K, rho0), t1=T1, samples=equal_points(K), options=REDUCED_OPTIONS,
-        perturbations=[printed_eq99(flow)],
+        perturbations=[printed_eq99(flow), decoupled(flow)],
         claims=[_eq103_claim(K), *_growth_claims(K, T1)],
     )
 

@@ -199,7 +199,9 @@ def test_readings_and_errata_are_graded():
 def test_symmetry_minima_are_critical_and_counted():
     data, M, net = nf.symmetry_problem()
     for lam in (0.0, 0.05):
-        loss = lambda w, d: 0.5 * jnp.sum((net(net.unflatten(w), d["x"]) - d["y"]) ** 2) + lam * jnp.sum(w**2)  # noqa: E731
+        def loss(w, d, lam=lam):
+            return 0.5 * jnp.sum((net(net.unflatten(w), d["x"]) - d["y"]) ** 2) + lam * jnp.sum(w**2)
+
         for w in nf.symmetry_minima(M, lam):
             np.testing.assert_allclose(jax.grad(loss)(jnp.asarray(w), data), 0.0, atol=1e-12)
     assert nf.group_dimension(nf.SYMMETRY_WIDTHS, orthogonal=False) == 8

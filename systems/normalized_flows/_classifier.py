@@ -64,7 +64,8 @@ def eq76_velocity(w, data):
 
 
 def eq88_printed(w, data):
-    r"""Eq 88's integrand as printed: :math:`\frac{I - \tilde w\tilde w^\top}{|\tilde w|}\dot w`, :math:`|\tilde w| = 1`."""
+    r"""Eq 88's integrand as printed: :math:`\frac{I - \tilde w\tilde w^\top}{|\tilde w|}\dot w`,
+    :math:`|\tilde w| = 1`."""
     u, g = unit(w), exp_gradient(w, data)
     return g - u * (u @ g)
 
@@ -98,8 +99,6 @@ def linear() -> rf.Method:
                         identity=DESCENT),
             rf.Formula(eq77_rate, rate_of=rho_of_w, tol=1e-12, name="eq 77: d|w|/dt",
                        source="eq 43/77: d|w|/dt = sum_n e^{-z_n.w} z_n.w/|w| (> 0 once w separates the data)"),
-            rf.Monotone(rho_of_w, increasing=True, on="map", name="rho=|w|",
-                        source="eq 43/77 discretized: |w| grows along GD once w separates the data"),
             rf.Monotone(mdl["loss"], on="map", name="loss", source="GD on eq 36 with lr=0.05 decreases the loss"),
             rf.AtHorizon(rho_of_w, predict=float(np.linalg.norm(w_hat * np.log(HORIZON) + w_tilde)), tol=1e-6,
                          name="rho = |w_svm log t + w~| at t=1e40",
@@ -298,7 +297,8 @@ def path_point(data, lam):
 
 
 def exact_path_point(data, lam):
-    r"""The minimizer of :math:`L + \lambda|w|^2` by root finding (eq 40: :math:`\sum_n z_ne^{-z_n\cdot w} = 2\lambda w`)."""
+    r"""The minimizer of :math:`L + \lambda|w|^2` by root finding
+    (eq 40: :math:`\sum_n z_ne^{-z_n\cdot w} = 2\lambda w`)."""
     z = signed_data(data)
     return scipy.optimize.fsolve(lambda w: z.T @ np.exp(-z @ w) - 2 * lam * w, path_point(data, lam), xtol=1e-13)
 

@@ -9,7 +9,7 @@ import numpy as np
 import regflow as rf
 
 from ._data import (DESCENT, HORIZON, LONG_OPTIONS, LR, MAP_STEPS, T1, angle_to, dataset, flipped_labels,
-                    one_label_flipped, soudry_constants)
+                    soudry_constants)
 from ._nets import check_activation, layer_shapes, model, normalize, normalized_field, separating_starts
 
 
@@ -34,7 +34,8 @@ def end_to_end_fn(net):
 
 
 def alignment(net, k):
-    r""":math:`\|V_{k+1}^\top V_{k+1} - V_kV_k^\top\|_F`, :math:`V_k = W_k/\|W_k\|_F` (sec 6.4: 0 for balanced layers)."""
+    r""":math:`\|V_{k+1}^\top V_{k+1} - V_kV_k^\top\|_F`, :math:`V_k = W_k/\|W_k\|_F`
+    (sec 6.4: 0 for balanced layers)."""
 
     def q(w, data=None):
         V = net.normalize(net.unflatten(w))["V"]
@@ -65,21 +66,20 @@ def eq13_rates(net):
     return formula
 
 
-#: Weight decay of the one-layer penalty perturbation.
-LAYER_PENALTY = 0.1
+def layer_rates(net, flow):
+    r"""`rf.Perturbation`: GF with layer k at learning rate k (not a gradient flow of L in the Euclidean
+    metric: the layers' :math:`\rho_k\dot\rho_k` differ, which breaks eq 18)."""
+    scale = jnp.concatenate([jnp.full(r * c, k + 1.0) for k, (r, c) in enumerate(net.shapes)])
+
+    def field(t, w, data):
+        return scale * flow.vector_field(t, w, data)
+
+    return rf.Perturbation("layer k at learning rate k", {"flow": flow.replace(vector_field=field)})
 
 
-def first_layer_penalty(mdl, flow):
-    r"""`rf.Perturbation`: GF of :math:`L + \tfrac\mu2\|W_1\|^2` (a penalty on the first layer only, which breaks
-    the layer symmetry behind eq 18)."""
-    net, loss = mdl["net"], mdl["loss"]
-    n1 = net.shapes[0][0] * net.shapes[0][1]
-
-    def penalized(w, data):
-        return loss(w, data) + 0.5 * LAYER_PENALTY * jnp.sum(w[:n1] ** 2)
-
-    return rf.Perturbation(f"penalty {LAYER_PENALTY:g}/2 |W1|^2 on the first layer only",
-                           {"flow": rf.gradient_flow(penalized, names=flow.names, args=flow.args)})
+#: Why the layer-balance row cannot fail on its own.
+BALANCE = ("follows from the conserved W_{k+1}^T W_{k+1} - W_k W_k^T (eq 18's matrix form) and rho_k -> infinity: "
+           "it shows how far the runs got, any flow with a conserved imbalance and diverging norms aligns its layers")
 
 
 def without_inverse_rho_k(field):
@@ -122,7 +122,8 @@ def deep(depth: int = 2, width: int = 2, activation: str = "linear") -> rf.Metho
             rf.AtHorizon(lambda w, a: to_svm(beta(w)), predict=0.0, absolute=True, tol=1e-2,
                          name="angle(W_K...W_1, w_svm) at t=1e40",
                          source="Thm 3 (sec 6.3): convergence to the maximum-margin solution"),
-            *[rf.AtHorizon(alignment(net, k), predict=0.0, absolute=True, tol=1e-2, name=f"layer balance {k + 1}-{k + 2}",
+            *[rf.AtHorizon(alignment(net, k), predict=0.0, absolute=True, tol=1e-2,
+                           name=f"layer balance {k + 1}-{k + 2}", identity=BALANCE,
                            source="sec 6.4: the layers balance, 'relations of the type W3 = W2^T' for linear nets "
                                   "(here V_{k+1}^T V_{k+1} = V_k V_k^T: the conserved W_{k+1}^T W_{k+1} - W_k W_k^T "
                                   "shrinks relative to rho_k^2)")
@@ -132,7 +133,7 @@ def deep(depth: int = 2, width: int = 2, activation: str = "linear") -> rf.Metho
     return rf.Method(flow=flow, map=gd,
                      y0=starts, t1=HORIZON if linear_net else T1, options=LONG_OPTIONS if linear_net else {},
                      steps=MAP_STEPS, samples=np.vstack([starts, 2 * starts]),
-                     perturbations=[flipped_labels(flow, gd), one_label_flipped(flow, gd), first_layer_penalty(mdl, flow)],
+                     perturbations=[flipped_labels(flow, gd), layer_rates(net, flow)],
                      claims=claims)
 
 

@@ -212,7 +212,8 @@ def symmetry_minima(M, lam, n=3, seed=1):
     :math:`\lambda = 0`: factorizations :math:`W_1 = G_1B'`, :math:`W_2 = G_2G_1^{-1}`, :math:`W_3 = A'G_2^{-1}`
     of :math:`M = A'B'` with random :math:`G_k\in GL(2)`; :math:`\lambda > 0`: balanced layers
     :math:`W_1 = O_1\Sigma V^\top`, :math:`W_2 = O_2\Sigma O_1^\top`, :math:`W_3 = U\Sigma O_2^\top` with
-    :math:`\sigma^4 - m\sigma + 2\lambda = 0` per singular value m of M (largest root) and random :math:`O_k\in O(2)`."""
+    :math:`\sigma^4 - m\sigma + 2\lambda = 0` per singular value m of M (largest root) and random
+    :math:`O_k\in O(2)`."""
     U, m, Vt = np.linalg.svd(M)
     U, m, Vt = U[:, :2], m[:2], Vt[:2]
     rng = np.random.default_rng(seed)

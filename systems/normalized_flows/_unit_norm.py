@@ -14,7 +14,8 @@ from ._nets import layer_shapes, linear_normalized_field, model
 
 
 def wn_field(t, y, data):
-    r"""Eq 93-95 as a flow: :math:`\dot g = \tilde w^\top G`, :math:`\dot v = \frac{g}{\|v\|}(I - \tilde w\tilde w^\top)G`,
+    r"""Eq 93-95 as a flow: :math:`\dot g = \tilde w^\top G`,
+    :math:`\dot v = \frac{g}{\|v\|}(I - \tilde w\tilde w^\top)G`,
     :math:`\tilde w = v/\|v\|`, :math:`G = -\partial_wL` at :math:`w = g\tilde w`."""
     g, v = y[0], y[1:]
     u = unit(v)
@@ -28,7 +29,8 @@ def wn_formula(y, data):
 
 
 def wn_printed_field(t, y, data):
-    r"""Eq 91-92 read as the gradient: :math:`\dot v = -S\,\partial_wL`, :math:`S = (I - \tilde w\tilde w^\top)/\rho`, :math:`\rho = g`."""
+    r"""Eq 91-92 read as the gradient: :math:`\dot v = -S\,\partial_wL`,
+    :math:`S = (I - \tilde w\tilde w^\top)/\rho`, :math:`\rho = g`."""
     g, v = y[0], y[1:]
     u = unit(v)
     G = exp_gradient(g * u, data)
@@ -133,7 +135,7 @@ def weight_norm(v_norm: float = 1.0) -> rf.Method:
                        name="WN direction speed = g^2/|v|^2 x GF's",
                        source="eq 94 vs eq 84: 'qualitatively identical' dynamics, the direction moving g^2/|v|^2 "
                               "times as fast as under GF, so the trajectories differ (eq 88)"),
-            rf.AtHorizon(lambda y, a: angle_to(w_hat)(y[1:]), predict=0.0, absolute=True, tol=1e-2,
+            rf.AtHorizon(lambda y, a: angle_to(w_hat)(y[0] * y[1:]), predict=0.0, absolute=True, tol=1e-2,
                          name="WN angle to SVM at t=1e15",
                          source="sec 21.1: WN dynamics qualitatively identical to sec 14.3 (converges to the SVM "
                                 "direction, as normalized GF does: normalized_flows.rho_v)",
@@ -245,7 +247,7 @@ def lagrange() -> rf.Method:
             rf.AtHorizon(eq16_gap, predict=offset, tol=5e-2, name="eq 16: |V - g/(2 lambda)| rho^3 -> |P_perp w~|",
                          source="eq 16: V = g(t)/(2 lambda) asymptotically; the gap is -(dV/dt)/(2 lambda), "
                                 "|P_perp w~| / rho^3 with the angle |P_perp w~| / rho and 2 lambda = rho drho/dt"),
-            rf.AtHorizon(lambda y, a: angle_to(w_hat)(y[1:]), predict=0.0, absolute=True, tol=1e-2,
+            rf.AtHorizon(lambda y, a: angle_to(w_hat)(y[0] * y[1:]), predict=0.0, absolute=True, tol=1e-2,
                          name="angle to SVM at t=1e15",
                          source="Thm 3: eq 13-14 converge to maximum-margin solutions with unit norm"),
         ],

@@ -25,7 +25,8 @@ def reduced_field(t, rho, args):
 
 
 def dropped_factor_field(t, rho, args):
-    r"""Eq 5 with the factor :math:`\rho_k^{L-1}` of eq 3 dropped: :math:`2L\rho^{(L-1)/L}(c - b\rho)` (a perturbation)."""
+    r"""Eq 5 with the factor :math:`\rho_k^{L-1}` of eq 3 dropped: :math:`2L\rho^{(L-1)/L}(c - b\rho)`
+    (a perturbation)."""
     L = args["L"]
     r = jnp.maximum(rho, 0.0)
     return 2.0 * L * r ** ((L - 1.0) / L) * (args["c"] - args["b"] * r)
@@ -84,8 +85,9 @@ def _estimate(cases, c):
     return np.where(expo > 0, r0 ** (-expo) / np.maximum(2.0 * (L - 2.0), 1.0), np.log(1.0 / r0) + 1.0) / c
 
 
-#: Horizon of a rescaled transient run, in units of its case's estimate of T.
+#: Horizon of a rescaled transient run, in units of its case's estimate of T, and its saves.
 RESCALED_HORIZON = 4.0
+RESCALED_SAVES = 801
 
 
 def transient_times(cases, frac=0.5, b=REDUCED_B, c=REDUCED_C, field=reduced_field):
@@ -100,9 +102,9 @@ def transient_times(cases, frac=0.5, b=REDUCED_B, c=REDUCED_C, field=reduced_fie
         rho_dot = field(t, y[:1], {"L": y[1], "b": y[2], "c": y[3]})[0]
         return jnp.stack([y[4] * rho_dot, 0.0 * y[1], 0.0 * y[2], 0.0 * y[3], 0.0 * y[4]])
 
-    ts = np.linspace(0.0, RESCALED_HORIZON, SWEEP_SAVES)
+    ts = np.linspace(0.0, RESCALED_HORIZON, RESCALED_SAVES)
     y0 = np.column_stack([cases[:, 1], cases[:, 0], np.full(len(cases), b), np.full(len(cases), c), tau])
-    traj = rf.integrate(rf.ODE(rescaled), y0, RESCALED_HORIZON, ts=ts, rtol=1e-10, atol=1e-12, batched=True)
+    traj = rf.integrate(rf.ODE(rescaled), y0, RESCALED_HORIZON, ts=ts, rtol=1e-8, atol=1e-13, batched=True)
     if not traj.ok:
         raise RuntimeError(f"the transient sweep did not finish: {traj.status}")
     return tau * np.array([half_time(ts, traj.y[p, :, 0], frac * c / b) for p in range(len(cases))])
@@ -172,10 +174,25 @@ def small_rho_exponents(method):
                                                                "points", (LAW_DEPTHS, predicted, "1 - 2/L"))
 
 
+def _exponent_field(power):
+    r"""Eq 5 with :math:`\rho^{p(L)}` for :math:`\rho^{(2L-2)/L}` (a perturbation)."""
+
+    def field(t, rho, args):
+        r = jnp.maximum(rho, 0.0)
+        return 2.0 * args["L"] * r ** power(args["L"]) * (args["c"] - args["b"] * r)
+
+    return field
+
+
 def _reduced_perturbations(flow, args):
-    return [rf.Perturbation("eq 5 without rho_k^(L-1) of eq 3: rho^((L-1)/L)",
-                            {"flow": flow.replace(vector_field=dropped_factor_field)}),
-            rf.Perturbation("sign of sum f_n y_n flipped", {"flow": flow.replace(args={**args, "c": -args["c"]})})]
+    def flipped(t, rho, a):
+        return -reduced_field(t, rho, a)
+
+    return [rf.Perturbation("bracket of eq 5 with the opposite sign", {"flow": flow.replace(vector_field=flipped)}),
+            rf.Perturbation("eq 5 with rho^(2L-2) (rho for rho_k in eq 3's rho_k^(2L-2))",
+                            {"flow": flow.replace(vector_field=_exponent_field(lambda L: 2.0 * L - 2.0))}),
+            rf.Perturbation("eq 5 with the L = 4 exponent 3/2 at every depth",
+                            {"flow": flow.replace(vector_field=_exponent_field(lambda L: 1.5))})]
 
 
 @rf.entry("square_loss_rho.reduced", source="Poggio & Liao, eq 5-6, sec 3, Fig. 1")
@@ -263,6 +280,7 @@ def collapse(L: int = 4, b: float = REDUCED_B, c: float = -0.5) -> rf.Method:
             rf.Formula(collapse_rate(L), rate_of=inverse_power(L), tol=1e-10, name="d/dt rho^-(1-2/L)",
                        source="eq 5: d/dt rho^-(1-2/L) = 2(L-2)(|c| + b rho), so rho -> 0 like t^-L/(L-2)"),
             rf.GrowsLike(inverse_power(L), law=time_law, t_from=1e2, tol=1e-3,
-                         name="rho^-(1-2/L)", source="sec 3: rho goes to zero (algebraically in t) when sum f_n y_n < 0"),
+                         name="rho^-(1-2/L)",
+                         source="sec 3: rho goes to zero (algebraically in t) when sum f_n y_n < 0"),
         ],
     )
