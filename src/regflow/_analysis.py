@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from . import _tree
+from . import _tree, _validate
 from ._compiled import merge, split
 from ._system import ODE, SDE, Map
 
@@ -112,8 +112,10 @@ def jacobian(system, y, t=0.0, args=None):
            [ 3.,  1.]])
     """
     f = _field(system)
-    args = system.args if args is None else args
+    args = _validate.finite_args(system.args if args is None else args)
+    t = _validate.finite_number(t, "t", "0.0")
     structure, flat = _state(y)
+    _fits(lambda: _validate.check_outputs(system, structure, t, args), "y")
     _check_dense(structure.size, "the Jacobian")
     dynamic, static = split((f,))
     return np.asarray(_jacobian_program(static, structure)(t, jnp.asarray(flat), (dynamic, args)), dtype=np.float64)
@@ -140,15 +142,28 @@ def hessian(loss, w, args=None):
     array([[0.5, 2. ],
            [2. , 8. ]])
     """
-    if not callable(loss):
-        raise TypeError(f"loss must be a callable loss(w, args) -> scalar, got {type(loss).__name__}")
+    _validate.check_callable(loss, "loss", _validate.LOSS)
+    args = _validate.finite_args(args)
     structure, flat = _state(w, "w")
     _check_dense(structure.size, "the Hessian")
-    value = jax.eval_shape(loss, structure.abstract(), args)
-    if jnp.shape(value) != ():
-        raise ValueError(f"loss must return a scalar, got shape {jnp.shape(value)}; sum or average it, e.g. jnp.mean")
+    value = _validate.trace(lambda x: loss(x, args), structure.abstract(), f"loss {_validate.LOSS}", structure)
+    _check_scalar(value)
     dynamic, static = split((loss,))
     return np.asarray(_hessian_program(static, structure)(jnp.asarray(flat), (dynamic, args)), dtype=np.float64)
+
+
+def _check_scalar(value):
+    leaves = jax.tree_util.tree_leaves(value)
+    if value is None or not leaves:
+        raise TypeError("loss(w, args) returned None; it must return a scalar (is a `return` missing?)")
+    if len(leaves) > 1 or jnp.shape(leaves[0]) != ():
+        shapes = [tuple(jnp.shape(leaf)) for leaf in leaves]
+        raise ValueError(f"loss must return a scalar, got shape {shapes[0] if len(shapes) == 1 else shapes}; the Hessian is "
+                         f"of a scalar function: for a vector-valued one use rf.jacobian (of a system whose field it "
+                         f"is), or sum or average it, e.g. jnp.mean")
+    if np.dtype(leaves[0].dtype).kind != "f":
+        raise TypeError(f"loss must return a real float scalar, got {np.dtype(leaves[0].dtype)}; differentiate a "
+                        f"float loss (e.g. jnp.asarray(value, jnp.float64))")
 
 
 def _diffusion_matrix(system, t, y, args):
@@ -210,9 +225,11 @@ def lie_derivative(system, q):
         )
     if not isinstance(system, (ODE, SDE)):
         raise TypeError(f"system must be an ODE or SDE, got {type(system).__name__}")
+    _validate.check_callable(q, "q", _validate.QUANTITY)
 
     def Lq(y, args=None, t=0.0):
         args = system.args if args is None else args
+        y = _check_point(system, y, args, t)
         if isinstance(system, ODE):
             return jax.jvp(lambda x: q(x, args), (y,), (system.drift(t, y, args),))[1]
         flat, unravel = ravel_pytree(y)
@@ -224,6 +241,42 @@ def lie_derivative(system, q):
         return jax.tree_util.tree_map(lambda a, b: a + 0.5 * jnp.sum(b, axis=0), first, second)
 
     return Lq
+
+
+def _check_point(system, y, args, t):
+    """``y`` (a pytree, maybe traced) fits the system: the drift returns its structure and
+    shapes; concrete points must be finite.  Shapes are static, so this costs nothing once
+    ``Lq`` is jitted."""
+    if _tree.is_number_list(y):
+        y = jnp.asarray(y, jnp.float64)
+    leaves = jax.tree_util.tree_leaves(y)
+    if not leaves:
+        raise ValueError("y is an empty pytree; pass the state at which to evaluate the Lie derivative")
+    for leaf in leaves:
+        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float)) or isinstance(leaf, bool):
+            raise TypeError(f"y must hold real numbers, got {type(leaf).__name__} {repr(leaf)[:30]}; pass a real state")
+        kind = np.dtype(jnp.result_type(leaf)).kind
+        if kind not in "iuf":
+            raise TypeError(f"y must hold real numbers, got {jnp.result_type(leaf)}; pass a real state")
+        if not isinstance(leaf, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError("y must be finite; it contains NaN or inf")
+    if not isinstance(t, jax.core.Tracer):
+        _validate.finite_number(t, "t", "0.0")
+    treedef = jax.tree_util.tree_structure(y)
+    structure = _tree.Structure(treedef, tuple(tuple(jnp.shape(x)) for x in leaves),
+                                tuple(_tree.path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(y)[0]))
+    shapes = jax.eval_shape(lambda x: system.drift(t, x, args), y)
+    name = "vector_field" if isinstance(system, ODE) else "drift"
+    _fits(lambda: _validate.check_returned(shapes, structure, name, f"the {name} {_validate.FIELD}"), "y")
+    return y
+
+
+def _fits(check, argname):
+    """Run an output check of the system at a point ``argname``, saying so when it fails on shapes."""
+    try:
+        check()
+    except ValueError as err:
+        raise ValueError(f"{argname} does not fit the system: {err}; pass {argname} of the system's state shape") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,9 @@ import dataclasses
 
 import numpy as np
 
+from . import _validate
 from ._integrate import integrate, iterate
-from ._system import ODE, SDE
+from ._system import ODE, SDE, Map
 
 #: Tolerances of the reference flow solve (far below any map's error).
 REFERENCE_RTOL, REFERENCE_ATOL = 1e-11, 1e-13
@@ -19,7 +20,19 @@ def map_error(map_, flow, y0, t1, *, observable=None) -> float:
 
     ``y0`` is one state (a vector or a pytree); distances are Euclidean in its flat view.
     With ``observable`` (a quantity ``q(y, args)``), compares ``q`` instead of the state."""
-    return _errors([map_], flow, y0, t1, observable)[0]
+    if not isinstance(map_, Map):
+        raise TypeError(f"map_ must be an rf.Map, got {type(map_).__name__}")
+    return _errors([map_], _check_flow(flow), y0, _validate.positive_number(t1, "t1"), _check_observable(observable))[0]
+
+
+def _check_flow(flow):
+    if not isinstance(flow, (ODE, SDE)):
+        raise TypeError(f"flow must be an rf.ODE (or SDE), got {type(flow).__name__}")
+    return flow
+
+
+def _check_observable(observable):
+    return None if observable is None else _validate.check_callable(observable, "observable", _validate.QUANTITY)
 
 
 def _errors(maps, flow, y0, t1, observable):
@@ -73,9 +86,16 @@ def agreement_order(map_at, flow, y0, t1, steps, *, observable=None) -> Agreemen
     >>> rf.agreement_order(gd, rf.gradient_flow(loss), w0, 1.0, [0.04, 0.02, 0.01]).order  # doctest: +SKIP
     1.0
     """
-    steps = np.asarray(steps, dtype=float)
-    if steps.size < 2 or np.any(steps <= 0):
+    steps = _validate.times(steps, "steps", "[0.04, 0.02, 0.01]")
+    if steps.size < 2 or not np.all(np.isfinite(steps)) or np.any(steps <= 0):
         raise ValueError("steps must hold at least two positive step sizes, e.g. [0.04, 0.02, 0.01]")
+    if not callable(map_at):
+        raise TypeError(f"map_at must be a function dt -> rf.Map, e.g. lambda h: rf.gradient_descent(loss, lr=h); got "
+                        f"{type(map_at).__name__}")
+    if not (isinstance(flow, (ODE, SDE)) or callable(flow)):
+        raise TypeError(f"flow must be an rf.ODE or a function dt -> rf.ODE, got {type(flow).__name__}")
+    t1 = _validate.positive_number(t1, "t1")
+    observable = _check_observable(observable)
     if isinstance(flow, (ODE, SDE)):
         errors = np.array(_errors([map_at(h) for h in steps], flow, y0, t1, observable))
     else:  # a flow that depends on the step size, e.g. a modified flow

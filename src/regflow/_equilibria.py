@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.sparse.linalg import LinearOperator
 
-from . import _spectra, _tree
+from . import _spectra, _tree, _validate
 from ._analysis import _as_state, _field, _flat_out
 from ._compiled import merge, split
 from ._system import Map
@@ -233,13 +233,17 @@ def equilibria(system, guesses, args=None, *, tol=RESIDUAL_TOL, dedupe=DEDUPE_RT
     ['saddle', 'degenerate sink']
     """
     f = _field(system)
-    args = system.args if args is None else args
+    args = _validate.finite_args(system.args if args is None else args)
+    tol = _validate.positive_number(tol, "tol", "1e-9")
+    dedupe = _validate.positive_number(dedupe, "dedupe", "1e-6")
+    dense_below = _validate.positive_int(dense_below, "dense_below", least=0, example=2000)
+    if batched is not None:
+        batched = _validate.flag(batched, "batched")
     structure, guesses = _check_guesses(guesses, batched, system)
     is_map = isinstance(system, Map)
     try:
-        _tree.check_like(structure, jax.eval_shape(lambda y: f(0.0, y, args), structure.abstract()),
-                         "step" if is_map else "vector field")
-    except (TypeError, ValueError, IndexError) as err:
+        _validate.check_outputs(system, structure, 0.0, args)
+    except ValueError as err:
         raise ValueError(f"guesses have dimension {structure.size} (shape {structure.describe()}) but do not fit the "
                          f"system: {err}; pass guesses of the system's state shape, one per row") from None
     dynamic, static = split((f,))

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _memory, _tree, _validate
+from . import _memory, _noise, _tree, _validate
 from ._compiled import bind_quantity, compile_system, split
 from ._progress import progress_enabled
 from ._system import ODE, SDE, Map, describe
@@ -129,10 +129,11 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
     if not isinstance(system, (ODE, SDE)):
         raise TypeError(f"system must be an rf.ODE or rf.SDE, got {type(system).__name__}")
     backend = _check_backend(system, backend)
+    _noise.check_seed(seed)  # for ODEs too: the seed is kept in the metadata
     t0, t1 = _check_times(t0, t1)
     structure, starts, n_paths, ensemble = _check_y0(y0, paths, batched)
     args = _check_args(system.args)
-    _validate.check_outputs(system, structure, t0, args)
+    _check_fits(system, structure, t0, args)
     rtol, atol = _validate.tolerances(rtol, atol)
     ts = _check_ts(ts, t0, t1)
     saved = _check_save_quantity(save, structure, args)
@@ -187,10 +188,11 @@ def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, save
     if not isinstance(map_, Map):
         raise TypeError(f"iterate takes an rf.Map, got {type(map_).__name__}; integrate flows with rf.integrate")
     steps = _validate.positive_int(steps, "steps", example=100)
+    _noise.check_seed(seed)
     every = _validate.positive_int(every, "every", example=10)
     structure, starts, n_paths, ensemble = _check_y0(y0, paths, batched)
     args = _check_args(map_.args)
-    _validate.check_outputs(map_, structure, 0.0, args)
+    _check_fits(map_, structure, 0.0, args)
     saved = _check_save_quantity(save, structure, args)
     _check_names_fit(map_, structure, saved)
     n_saves = steps // every + 1 + (steps % every != 0)
@@ -208,6 +210,14 @@ def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, save
     return _trajectory(problem, "jax", _saved(problem, Solution(*scan_.iterate_map(problem)), save, saved))
 
 
+def _check_fits(system, structure, t0, args):
+    """The system's callables return the state's structure and shapes at ``y0`` (`regflow._validate`)."""
+    try:
+        _validate.check_outputs(system, structure, t0, args)
+    except ValueError as err:
+        raise ValueError(f"y0 does not fit the system: {err}") from err
+
+
 def _check_save_quantity(save, structure, args):
     """The `Structure` of ``save``'s values (validated: ``q(y, args)``, real), or None."""
     if save is None:
@@ -222,7 +232,7 @@ def _check_names_fit(system, structure, saved):
     """The system's names, one per coordinate of the state (not needed for ``save=`` values)."""
     if saved is None and system.names is not None and len(system.names) != structure.size:
         raise ValueError(f"the system names {len(system.names)} coordinates {system.names} but y0 has {structure.size} "
-                         f"({structure.describe()}); give one name per coordinate, or pass y0 of the system's shape")
+                         f"(shape {structure.describe()}); give one name per coordinate, or pass y0 of the system's shape")
 
 
 def _bound_save(save, structure, args, native):

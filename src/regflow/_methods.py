@@ -22,26 +22,32 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from . import _validate
 from ._system import ODE, SDE, Map
 
 tree_map = jax.tree_util.tree_map
 
 
 def _positive(x, name, example):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number, got {x!r}") from None
+    x = _validate.real_number(x, name, example)
     if not (x > 0 and np.isfinite(x)):
         raise ValueError(f"{name} must be positive and finite, got {x}; e.g. {name}={example}")
     return x
 
 
 def _non_negative(x, name):
-    x = float(x)
+    x = _validate.real_number(x, name, "0.0")
     if not (x >= 0 and np.isfinite(x)):
         raise ValueError(f"{name} must be >= 0 and finite, got {x}")
     return x
+
+
+def _loss(loss):
+    return _validate.check_callable(loss, "loss", _validate.LOSS)
+
+
+def _sample_loss(loss):
+    return _validate.check_callable(loss, "sample_loss", _validate.SAMPLE_LOSS)
 
 
 def _pytree(cls):
@@ -68,7 +74,7 @@ class RegularizedGradient:
 
 def regularized_gradient(loss, weight_decay=0.0):
     r""":math:`\nabla L(w) + \mu w` as a function ``(w, args)``."""
-    return RegularizedGradient(loss, _non_negative(weight_decay, "weight_decay"))
+    return RegularizedGradient(_loss(loss), _non_negative(weight_decay, "weight_decay"))
 
 
 @_pytree
@@ -142,16 +148,22 @@ class ModifiedField:
 def modified_flow(loss, *, lr, names=None, args=None) -> ODE:
     r"""Modified flow of GD (Barrett & Dherin): gradient flow of
     :math:`\tilde L = L + \tfrac{\text{lr}}{4}|\nabla L|^2`, second-order accurate for GD."""
-    return ODE(ModifiedField(loss, _positive(lr, "lr", 0.01)), names=names, args=args)
+    return ODE(ModifiedField(_loss(loss), _positive(lr, "lr", 0.01)), names=names, args=args)
 
 
 def _check_data(data, batch_size):
-    leaves = jax.tree_util.tree_leaves(data)
+    _validate.args_pytree(data, "data")
+    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(data)]
     if not leaves:
         raise ValueError("data must be a pytree of arrays with a leading sample axis")
+    if any(leaf.ndim == 0 for leaf in leaves):
+        raise ValueError("data must have a leading sample axis on every array; a leaf is a scalar")
+    if any(leaf.dtype.kind in "fc" and not np.all(np.isfinite(leaf)) for leaf in leaves):
+        raise ValueError("data must be finite; an array holds NaN or inf")
     n = leaves[0].shape[0]
     if any(leaf.shape[0] != n for leaf in leaves):
-        raise ValueError("every array of data must have the same number of samples (leading axis)")
+        raise ValueError(f"every array of data must have the same number of samples (leading axis), got "
+                         f"{sorted({leaf.shape[0] for leaf in leaves})}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be an int in [1, {n}] (the number of samples), got {batch_size!r}")
     return n
@@ -170,6 +182,8 @@ class FullLoss:
 
 def full_loss(sample_loss, data):
     """The data-set loss ``(w, args) -> mean_n sample_loss(w, data[n], args)``."""
+    _sample_loss(sample_loss)
+    _validate.args_pytree(data, "data")
     return FullLoss(sample_loss, tree_map(jnp.asarray, data))
 
 
@@ -195,6 +209,7 @@ def sgd(sample_loss, data, *, lr, batch_size, weight_decay=0.0, names=None, args
     r"""Minibatch SGD :math:`w_{k+1} = w_k - \text{lr}\,\nabla L_{B_k}(w_k)`, each batch drawn
     without replacement from the step's key; ``dt = lr``."""
     lr = _positive(lr, "lr", 0.01)
+    _sample_loss(sample_loss)
     _check_data(data, batch_size)
     step = SGDStep(sample_loss, tree_map(jnp.asarray, data), lr, _non_negative(weight_decay, "weight_decay"),
                    int(batch_size))
@@ -222,6 +237,7 @@ def minibatch_covariance(sample_loss, data, batch_size):
               \operatorname{Cov}_n[\nabla \ell_n(w)]
 
     returned as a function ``(w, args) -> (dim, dim)`` (``dim`` the size of the flat view of ``w``)."""
+    _sample_loss(sample_loss)
     n = _check_data(data, batch_size)
     factor = (1.0 / batch_size - 1.0 / n) * n / (n - 1) if n > 1 else 0.0
     return MinibatchCovariance(sample_loss, tree_map(jnp.asarray, data), factor)

@@ -51,14 +51,22 @@ def root_key(seed):
 
     For an int this is ``jax.random.PRNGKey(seed)`` (the seed's high and low 32 bits), built
     in numpy so that no compilation is spent on it."""
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+    if check_seed(seed):
         seed = int(seed)
-        if not -(2**63) <= seed < 2**63:
-            raise ValueError(f"seed must fit in 64 bits, got {seed}")
         return jnp.asarray(np.array([(seed >> 32) & 0xFFFFFFFF, seed & 0xFFFFFFFF], dtype=np.uint32))
+    return seed
+
+
+def check_seed(seed) -> bool:
+    """Raise unless ``seed`` is an int of 64 bits or a ``jax.random.PRNGKey``; True for an int."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+        if not -(2**63) <= int(seed) < 2**63:
+            raise ValueError(f"seed must fit in 64 bits, got {seed}; pass e.g. seed=0")
+        return True
     if isinstance(seed, jax.Array) and seed.dtype == jnp.uint32 and seed.shape == (2,):
-        return seed
-    raise TypeError(f"seed must be an int or a jax.random.PRNGKey, got {seed!r}")
+        return False
+    raise TypeError(f"seed must be an int or a jax.random.PRNGKey, got {type(seed).__name__} {repr(seed)[:40]}; "
+                    f"pass e.g. seed=0")
 
 
 def path_keys(seed, paths: int):

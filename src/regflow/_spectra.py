@@ -20,6 +20,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs, eigsh
 
+from . import _validate
+
 #: Below this many parameters the dense matrix is built and decomposed exactly.
 DENSE_BELOW = 500
 #: ARPACK's relative residual tolerance, :math:`\|Av - \theta v\| \le` ``tol`` :math:`|\theta|`.
@@ -51,8 +53,13 @@ JACOBIAN_WHICH = ("LR", "SR", "LM", "SM")
 
 
 def _callable(fn, name, convention):
-    if not callable(fn):
-        raise TypeError(f"{name} must be a callable {convention}, got {type(fn).__name__}")
+    _validate.check_callable(fn, name, convention.split(" ->")[0])
+
+
+def _dense_below(value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise TypeError(f"dense_below must be an int >= 0 (the size below which dense linear algebra is used), got "
+                        f"{value!r}")
 
 
 def _positive_int(value, name, least=1, hint=""):
@@ -172,7 +179,40 @@ def _field_programs(field, treedef, shapes):
 def _loss_setup(loss, w, args):
     _callable(loss, "loss", "loss(w, args) -> scalar")
     flat, treedef, shapes = _flatten(w)
+    args = _validate.finite_args(args)
+    _check_loss(loss, treedef, shapes, args)
     return flat, (treedef, shapes), _loss_programs(loss, treedef, shapes), jax.device_put(args)
+
+
+#: Losses whose output was checked, by (loss, structure, args signature).
+_CHECKED: set = set()
+
+
+def _check_loss(loss, treedef, shapes, args):
+    """Trace the loss once per structure: a scalar float, written with jax.numpy."""
+    key = (treedef, shapes, _validate.args_signature(args))
+    try:
+        key = (loss, *key)
+        if key in _CHECKED:
+            return
+    except TypeError:
+        key = None
+    w = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(s, jnp.float64) for s in shapes])
+    try:
+        out = jax.eval_shape(lambda x: loss(x, args), w)
+    except _validate.TRACER_ERRORS as err:
+        raise TypeError(f"loss(w, args) uses numpy or Python control flow on traced values "
+                        f"({_validate.first_line(err)}); write it with jax.numpy (jnp.sin, jnp.where instead of "
+                        f"np.sin, if)") from err
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, ArithmeticError) as err:
+        kind = TypeError if isinstance(err, (TypeError, AttributeError, KeyError)) else ValueError
+        raise kind(f"calling loss(w, args) on w (leaf shapes {shapes}) failed with {_validate.first_line(err)}; "
+                   f"check that it fits w and args") from err
+    if out is None:
+        raise TypeError("loss(w, args) returned None; it must return a scalar (is a `return` missing?)")
+    _scalar(out)
+    if key is not None:
+        _CHECKED.add(key)
 
 
 def _numpy_op(apply):
@@ -295,6 +335,7 @@ def hessian_eigs(loss, w, k=1, which="top", args=None, vectors=False, dense_belo
     array([8.5, 0. ])
     """
     _which(which, HESSIAN_WHICH)
+    _dense_below(dense_below)
     flat, _, prog, args = _loss_setup(loss, w, args)
     dim = flat.shape[0]
     if dim < dense_below:
@@ -332,6 +373,7 @@ def hessian_trace(loss, w, args=None, samples=HUTCHINSON_SAMPLES, seed=0, dense_
     6.0
     """
     _positive_int(samples, "samples", least=2)
+    _dense_below(dense_below)
     flat, _, prog, args = _loss_setup(loss, w, args)
     if flat.shape[0] < dense_below:
         return float(jnp.trace(prog.dense(flat, args)))
@@ -355,7 +397,10 @@ def jacobian_eigs(field, y, k=1, which="LR", args=None, t=0.0, dense_below=DENSE
     array([-0.5+1.j, -0.5-1.j])
     """
     _which(which, JACOBIAN_WHICH)
+    _dense_below(dense_below)
     _callable(field, "field", "field(t, y, args) -> pytree like y")
+    args = _validate.finite_args(args)
+    t = _validate.finite_number(t, "t", "0.0")
     flat, treedef, shapes = _flatten(y, "y")
     prog, args, dim, t = _field_programs(field, treedef, shapes), jax.device_put(args), flat.shape[0], jnp.float64(t)
     shift = 0.0

@@ -145,6 +145,10 @@ def _leaf_array(leaf, name, argname):
         array = np.asarray(leaf)
     except (TypeError, ValueError):
         raise TypeError(f"{argname}{_at(name)} must be an array of numbers, got {type(leaf).__name__}") from None
+    if array.dtype.kind in "USO":
+        raise TypeError(f"{argname}{_at(name)} holds {type(leaf).__name__} {repr(leaf)[:40]}, not numbers; regflow "
+                        f"states are real float64 arrays: pass numbers, e.g. {argname}=[1.0, 2.0] (convert text with "
+                        f"float(...))")
     if array.dtype.kind not in "biuf" or array.dtype == bool:
         what = "complex" if array.dtype.kind == "c" else str(array.dtype)
         raise TypeError(f"{argname}{_at(name)} has dtype {what}; regflow states are real float64 arrays: "

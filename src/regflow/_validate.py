@@ -179,19 +179,18 @@ def tolerances(rtol, atol):
     return rtol, atol
 
 
-def times(ts, name="ts"):
+def times(ts, name="ts", example="np.linspace(t0, t1, 11)"):
     """A 1-D float64 array of the real numbers ``ts`` (a 0-d value is one time)."""
     if isinstance(ts, (str, bytes)):
         raise TypeError(f"{name} must be a sequence of times (numbers), got the string {_short(ts)}; pass e.g. "
-                        f"{name}=np.linspace(t0, t1, 11)")
+                        f"{name}={example}")
     try:
         array = np.asarray(ts)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be a 1-D sequence of times (numbers), got {_short(ts)} ({err})") from None
     if array.dtype.kind not in "iuf":
         what = {"b": "bools", "c": "complex numbers", "U": "strings", "S": "bytes"}.get(array.dtype.kind, "objects")
-        raise TypeError(f"{name} must hold real numbers (times), got {what} ({_short(ts)}); pass e.g. "
-                        f"{name}=np.linspace(t0, t1, 11)")
+        raise TypeError(f"{name} must hold real numbers, got {what} ({_short(ts)}); pass e.g. {name}={example}")
     if array.ndim > 1:
         raise ValueError(f"{name} must be 1-D (one time per save), got shape {array.shape}; pass a flat sequence, "
                          f"e.g. np.ravel({name})")
@@ -258,12 +257,12 @@ def names(names):
 # ----------------------------------------------------------------------------- outputs of callables
 
 #: JAX's errors for numpy calls, ``float()``/``int()`` or ``if`` on traced values.
-_TRACER_ERRORS = tuple(getattr(jax.errors, name) for name in (
+TRACER_ERRORS = tuple(getattr(jax.errors, name) for name in (
     "TracerArrayConversionError", "TracerBoolConversionError", "TracerIntegerConversionError",
     "ConcretizationTypeError") if hasattr(jax.errors, name))
 
 
-def _first_line(err) -> str:
+def first_line(err) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"
 
@@ -273,13 +272,13 @@ def trace(call, y, label, structure):
     e.g. ``"the vector_field f(t, y, args)"``) and the fix."""
     try:
         return jax.eval_shape(call, y)
-    except _TRACER_ERRORS as err:
-        raise TypeError(f"{label} uses numpy or Python control flow on traced values ({_first_line(err)}); write it "
+    except TRACER_ERRORS as err:
+        raise TypeError(f"{label} uses numpy or Python control flow on traced values ({first_line(err)}); write it "
                         f"with jax.numpy (jnp.sin, jnp.where, jax.lax.cond instead of np.sin, if), so that regflow "
                         f"can compile and differentiate it") from err
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, ArithmeticError) as err:
         kind = TypeError if isinstance(err, (TypeError, AttributeError, KeyError)) else ValueError
-        raise kind(f"calling {label} on a state like y ({structure.describe()}) failed with {_first_line(err)}; "
+        raise kind(f"calling {label} on a state like y ({structure.describe()}) failed with {first_line(err)}; "
                    f"check that it fits the state's shape and the system's args") from err
 
 
@@ -312,7 +311,7 @@ def check_returned(out, structure, name, label, *, exact_dtype=False):
 _CHECKED: set = set()
 
 
-def _args_signature(args):
+def args_signature(args):
     leaves, treedef = jax.tree_util.tree_flatten(args)
     return treedef, tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf).__name__))) for leaf in leaves)
 
@@ -331,7 +330,7 @@ def check_outputs(system, structure, t, args):
     else:
         fns = (system.drift, system.diffusion)
     key = (type(system), getattr(system, "noise", None), getattr(system, "stochastic", None), split(fns)[1],
-           structure, _args_signature(args))
+           structure, args_signature(args))
     try:
         if key in _CHECKED:
             return

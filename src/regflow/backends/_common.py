@@ -18,6 +18,8 @@ import numpy as np
 #: stall adaptive solvers near 1e16 (float64 time can no longer resolve the steps), so the bound
 #: sits below that: such runs are reported as diverged, not as solver failures.
 DIVERGENCE_BOUND = 1e12
+#: Step budget of one adaptive solve, on every ODE backend.
+MAX_STEPS = 2**16
 #: Where an adaptive solver stopped, the field is probed at ``(t + h, y + h f)`` for these
 #: steps ``h`` (relative to the time span): a non-finite value there means the solve ran into
 #: a region where the field is not defined, a divergence, not a stiff or non-smooth field.

@@ -18,14 +18,12 @@ import optimistix as optx
 
 from .. import _noise
 from .._tree import flat_value
-from ._common import DIVERGENCE_BOUND, diffusion_matrix, noise_dim, nonfinite_near, start_ok
+from ._common import DIVERGENCE_BOUND, MAX_STEPS, diffusion_matrix, noise_dim, nonfinite_near, start_ok
 
 ODE_SOLVERS = {"dopri5": dfx.Dopri5, "tsit5": dfx.Tsit5, "dop853": dfx.Dopri8, "dopri8": dfx.Dopri8,
                "bosh3": dfx.Bosh3, "kvaerno5": dfx.Kvaerno5, "euler": dfx.Euler, "heun": dfx.Heun}
 FIXED_STEP = ("euler", "heun")
 SDE_SOLVERS = {"euler": dfx.Euler, "milstein": dfx.ItoMilstein, "heun": dfx.Heun}
-#: Step budget of one solve.
-MAX_STEPS = 2**16
 #: Without ``ts`` a single path saves the steps it takes into buffers of this many numbers
 #: (steps x dim), solving on from the last step when one fills: memory grows with the steps
 #: actually taken, never ``MAX_STEPS x dim``.
@@ -66,6 +64,9 @@ _EVENT = dfx.Event(_diverged)
 #: would (a field that is not finite ahead, a discontinuity it cannot pass) stops at once
 #: (``dt_min_reached``) instead of spending its whole step budget on rejected steps.
 DTMIN_RTOL = 1e-14
+#: Spans beyond this count as this long for ``dtmin``: a flow run to t1 = 1e40 in geometrically
+#: growing steps (log-time growth) must still take its first, small steps.
+DTMIN_SPAN = 1e4
 #: Outcome codes of a path: reached t1; diverged (the state left the finite numbers or
 #: passed the bound); the solver failed; the field was not finite at the start (not solved).
 OK, DIVERGED, FAILED, BAD_START = 0, 1, 2, 3
@@ -81,7 +82,7 @@ def _error_norm(x):
 def _controller(fixed, rtol, atol, span):
     if fixed:
         return dfx.ConstantStepSize()
-    return dfx.PIDController(rtol=rtol, atol=atol, dtmin=DTMIN_RTOL * span, force_dtmin=False, norm=_error_norm)
+    return dfx.PIDController(rtol=rtol, atol=atol, dtmin=DTMIN_RTOL * jnp.minimum(span, DTMIN_SPAN), force_dtmin=False, norm=_error_norm)
 
 
 def _stats(sol):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from . import _common
 from ._common import DIVERGENCE_BOUND
 
 METHODS = {"dopri5": "RK45", "rk45": "RK45", "rk23": "RK23", "bosh3": "RK23", "dop853": "DOP853",
@@ -23,30 +24,34 @@ def _compiled(vector_field):
     return f, jac
 
 
-#: A solve stops once the field has been evaluated this many times since the last accepted step
-#: (LSODA can otherwise retry one step forever); it has diverged if a value was not finite,
-#: else failed.  Other methods shrink the step and fail on their own, told apart the same way.
-EVALS_PER_STEP_LIMIT = 10_000
-#: ... and once this many accepted steps in a row advanced time by less than `STALL_RTOL` of the
-#: time span (LSODA can also take accepted steps that no longer move).
+#: Accepted steps of one solve, as for diffrax: a solve that needs more stops as failed.
+MAX_STEPS = _common.MAX_STEPS
+#: A solve also stops after this many accepted steps in a row that advanced time by less than
+#: `STALL_RTOL` of the time span (LSODA can take accepted steps that no longer move) ...
 STALL_LIMIT, STALL_RTOL = 1000, 1e-13
-#: A stopped solve is redone up to its last accepted time less these fractions of the time it
-#: had covered, the first that gets there (ending right at a stall can stall again).
+#: ... and after this many field evaluations since the last accepted step (LSODA can retry one
+#: step forever).  It has diverged if a value of the field or the state was not finite, else failed.
+EVALS_PER_STEP_LIMIT = 10_000
+#: A solve stopped inside a step is redone up to its last accepted time less these fractions
+#: of the time it had covered, the first that gets there (ending right at a stall can stall again).
 REDO_BACKOFF = (0.0, 1e-9, 1e-6, 1e-3)
 
 
 class _Stuck(Exception):
-    """The solve cannot go on from the last accepted step (`EVALS_PER_STEP_LIMIT`, or a
-    non-finite Jacobian); it is redone up to there."""
+    """The solve cannot go on inside a step (`EVALS_PER_STEP_LIMIT`, or a non-finite Jacobian)."""
 
 
 class _Field:
-    """The jitted field as scipy calls it: whether a value was not finite, and the evaluations
-    since the last accepted step (the divergence event, called once per accepted step, records it)."""
+    """The jitted field as scipy calls it, and the terminal event that watches the solve.
+
+    The event is called once per accepted step (and while locating its own root): it ends the
+    solve, keeping every save made so far, when the state passes `DIVERGENCE_BOUND` or is not
+    finite, or the steps stall or exceed `MAX_STEPS`; ``stop`` then says why."""
 
     def __init__(self, f, jac, args, t0, span):
         self.f, self.jac, self.args, self.span = f, jac, args, span
-        self.nonfinite, self.since, self.accepted, self.stalls, self.stop_at = False, 0, t0, 0, None
+        self.nonfinite, self.since, self.accepted, self.stalls, self.steps = False, 0, t0, 0, 0
+        self.stop = None  # None (the bound, or not stopped), "diverged" or "stuck"
 
     def __call__(self, t, y):
         out = np.asarray(self.f(t, jnp.asarray(y), self.args))
@@ -64,29 +69,30 @@ class _Field:
             raise _Stuck()
         return out
 
-    def blow_up(self, t, y):
-        """The terminal event: the state reaching `DIVERGENCE_BOUND` in magnitude.  A state that
-        is not finite (LSODA steps on through NaN) or steps that stall stop the solve."""
-        if not np.isfinite(y).all():
-            self.nonfinite, self.stop_at = True, t
-            raise _Stuck()
-        if t - self.accepted <= STALL_RTOL * self.span:
-            self.stalls += 1
-            if self.stalls > STALL_LIMIT:
-                raise _Stuck()
-        else:
-            self.stalls = 0
-        self.accepted, self.since = t, 0
+    def event(self, t, y):
+        if self.stop is not None:  # locating the stop: the step that triggered it
+            return 1.0 if t < self.stop_t else -1.0
+        if not np.isfinite(y).all():  # LSODA steps on through NaN
+            self.nonfinite, self.stop, self.stop_t = True, "diverged", t
+            return -1.0
+        self.stalls = self.stalls + 1 if t - self.accepted <= STALL_RTOL * self.span else 0
+        self.steps += 1
+        if self.stalls > STALL_LIMIT or self.steps > MAX_STEPS:
+            self.stop, self.stop_t = "stuck", t
+            return -1.0
+        self.accepted, self.since = max(t, self.accepted), 0
         return DIVERGENCE_BOUND - np.max(np.abs(y))
+
+    event.terminal = True
 
 
 def _solve_one(problem, f, jac, y0, t1, ts):
-    """One path up to ``t1`` (saving at ``ts``): ``(sol, stop time, whether the field or state
-    was non-finite)``; the stop time is ``inf`` if it reached ``t1``.
+    """One path up to ``t1`` (saving at ``ts``): ``(sol, stop time (inf if it reached t1),
+    whether the field or the state was non-finite)``.
 
-    A solve that is stuck (`_Stuck`, or an implicit step's linear algebra meeting NaN) ends at
-    its last accepted step: it is redone up to there (or a little earlier, `REDO_BACKOFF`);
-    ``sol`` is None if it stops at the start."""
+    A solve stuck inside a step (`_Stuck`, or an implicit step's linear algebra meeting NaN) is
+    redone up to its last accepted step (or a little earlier, `REDO_BACKOFF`); ``sol`` is None
+    if it stops at the start."""
     method = METHODS[problem.method]
 
     def run(field, t_end, t_eval):
@@ -95,30 +101,33 @@ def _solve_one(problem, f, jac, y0, t1, ts):
             options["first_step"] = min(problem.dt, t_end - problem.t0)
         with np.errstate(all="ignore"):
             return solve_ivp(field, (problem.t0, t_end), y0, method=method, t_eval=t_eval, rtol=problem.rtol,
-                             atol=problem.atol, events=field.blow_up, **options)
+                             atol=problem.atol, events=field.event, **options)
 
     field = _Field(f, jac, problem.args, problem.t0, problem.t1 - problem.t0)
-    try:
+    try:  # (sol.stuck: the event ended a solve that stalled or spent its steps)
         sol = run(field, t1, ts)
+        sol.stuck = field.stop == "stuck"
         if sol.status == 1:
             return sol, float(sol.t_events[0][0]), field.nonfinite
         return sol, (np.inf if sol.status == 0 else field.accepted), field.nonfinite
     except _Stuck:
         pass
-    except ValueError as err:
-        if "infs or NaNs" not in str(err):
+    except ValueError as err:  # an implicit step's LU meeting NaN, or a stop the event cannot place
+        if field.stop is None and "infs or NaNs" not in str(err):
             raise
-    stop = field.stop_at if field.stop_at is not None else field.accepted
+        field.nonfinite = field.nonfinite or field.stop is None
     for back in REDO_BACKOFF:
         end = field.accepted - back * (field.accepted - problem.t0)
         if end <= problem.t0:
             break
         try:
-            return run(_Field(f, jac, problem.args, problem.t0, end - problem.t0), end,
-                       None if ts is None else ts[ts <= end]), stop, field.nonfinite
+            sol = run(_Field(f, jac, problem.args, problem.t0, end - problem.t0), end,
+                      None if ts is None else ts[ts <= end])
         except (_Stuck, ValueError):
             continue
-    return None, stop if field.nonfinite else problem.t0, field.nonfinite
+        sol.status, sol.stuck = -1, True
+        return sol, field.accepted, field.nonfinite
+    return None, problem.t0, field.nonfinite
 
 
 def solve(problem):
@@ -153,11 +162,9 @@ def solve(problem):
             t_out = ts
             y_path = np.vstack([y_path, np.full((len(ts) - len(y_path), y_path.shape[1]), np.nan)])
         div_t.append(stop)
-        failed.append(bool(np.isfinite(stop) and not nonfinite and sol.status != 1))
+        failed.append(bool(np.isfinite(stop) and not nonfinite and (sol.status != 1 or sol.stuck)))
         ys.append(y_path)
     if ts is not None:
         del stats["num_steps"]  # scipy does not report the steps it took between saves
     return t_out, np.stack(ys), np.array(div_t), np.array(failed), stats
 
-
-_Field.blow_up.terminal = True
