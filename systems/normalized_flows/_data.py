@@ -148,17 +148,5 @@ def flipped_labels(flow, map_=None):
     return rf.Perturbation("labels flipped (e^{+y f}: the margin's sign)", change)
 
 
-def one_label_flipped(flow, map_=None, index=0):
-    r"""`rf.Perturbation`: the flow (and map) on the data with one label flipped, so that no hyperplane through
-    the origin separates them (the loss then has a finite minimizer; Thm 3 and sec 14.2 assume separability)."""
-    def flip(args):
-        return {**args, "y": args["y"].at[index].multiply(-1.0)}
-
-    change = {"flow": flow.replace(args=flip(flow.args))}
-    if map_ is not None:
-        change["map"] = map_.replace(args=flip(map_.args))
-    return rf.Perturbation("one label flipped (not separable)", change)
-
-
 #: Why Monotone(loss) along a gradient flow of that loss holds whatever the loss.
 DESCENT = "the flow is rf.gradient_flow of this loss: dL/dt = -|grad L|^2 <= 0 by construction"

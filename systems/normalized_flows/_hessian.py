@@ -4,6 +4,8 @@ and the zero eigenvalues a deep linear network owes to its symmetries, with and 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,12 +80,23 @@ def rotation_generator(w, planes):
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _jacobians(method, points_key):
+    """The flow's Jacobians at the points ``points_key`` (a tuple of tuples), one compiled call per method."""
+    points = jnp.asarray(points_key)
+    return np.asarray(jax.jit(jax.vmap(jax.jacfwd(lambda w: method.flow.vector_field(0.0, w, method.flow.args))))(
+        points))
+
+
+def _key(points):
+    return tuple(map(tuple, np.asarray(points, dtype=float)))
+
+
 def det_error(points, lam):
     r"""Largest relative error of eq 64 (corrected) against :math:`\det H = \det(-J)` of the method's flow."""
 
     def measure(method):
-        J = jax.jit(jax.vmap(jax.jacfwd(lambda w: method.flow.vector_field(0.0, w, method.flow.args))))(points)
-        det = np.linalg.det(-np.asarray(J))
+        det = np.linalg.det(-_jacobians(method, _key(points)))
         formula = np.asarray(det_hessian(jnp.asarray(points), lam))
         err = np.abs(formula - det) / np.abs(det)
         return float(np.max(err)), rf.Trace(np.arange(len(err)), err, "random point", "|eq 64 - det H| / |det H|",
@@ -93,13 +106,13 @@ def det_error(points, lam):
 
 
 def curvature_along(points, planes, lam):
-    r"""``measure(method)``: :math:`|v^\top H v|/(4\lambda|v|^2)` with :math:`H = -J` of the method's flow,
-    :math:`v` the rotation of the coordinate ``planes``, at ``points`` (worst: max, reported with the trace)."""
+    r"""``values(method)``: :math:`|v^\top H v|/(4\lambda|v|^2)` with :math:`H = -J` of the method's flow,
+    :math:`v` the rotation of the coordinate ``planes``, at ``points``."""
 
     def values(method):
-        J = jax.jit(jax.vmap(jax.jacfwd(lambda w: method.flow.vector_field(0.0, w, method.flow.args))))(points)
+        J = _jacobians(method, _key(points))
         v = np.stack([rotation_generator(p, planes) for p in points])
-        return np.abs(np.einsum("ni,nij,nj->n", v, -np.asarray(J), v)) / np.sum(v**2, axis=1) / (4 * lam)
+        return np.abs(np.einsum("ni,nij,nj->n", v, -J, v)) / np.sum(v**2, axis=1) / (4 * lam)
 
     return values
 

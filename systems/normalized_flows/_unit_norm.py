@@ -9,7 +9,7 @@ import regflow as rf
 
 from ._classifier import exp_gradient, rescaled, rho_coord, rv_starts, unit, unit_norm_sq
 from ._data import (LONG_OPTIONS, LR, MAP_STEPS, STIFF_HORIZON, angle_to, dataset, flipped_labels, linear_starts,
-                    one_label_flipped, soudry_constants, svm_asymptotics)
+                    soudry_constants, svm_asymptotics)
 from ._nets import layer_shapes, linear_normalized_field, model
 
 
@@ -108,7 +108,7 @@ def weight_norm(v_norm: float = 1.0) -> rf.Method:
     gd = rf.gradient_descent(wn_loss, lr=LR, names=flow.names, args=data)
     return rf.Method(
         flow=flow, map=gd, y0=starts, t1=STIFF_HORIZON, options=LONG_OPTIONS, steps=MAP_STEPS, samples=samples,
-        perturbations=[flipped_labels(flow, gd), one_label_flipped(flow, gd),
+        perturbations=[flipped_labels(flow, gd),
                        rf.Perturbation("w = g v (the normalization by |v| dropped)",
                                        {"flow": rf.gradient_flow(lambda y, d: loss(y[0] * y[1:], d), names=flow.names,
                                                                  args=data)})],
@@ -225,8 +225,7 @@ def lagrange() -> rf.Method:
     return rf.Method(
         flow=flow, map=gd, y0=starts, t1=STIFF_HORIZON, options=LONG_OPTIONS, steps=MAP_STEPS,
         samples=rescaled(starts),
-        perturbations=[rf.Perturbation("eq 15 as printed", {"map": printed_gd}), flipped_labels(flow, gd),
-                       one_label_flipped(flow, gd)],
+        perturbations=[rf.Perturbation("eq 15 as printed", {"map": printed_gd}), flipped_labels(flow, gd)],
         claims=[
             rf.Conserved(unit_norm_sq, name="|V|^2", source="sec 6.1 remark 1: lambda(t) keeps |V| = 1",
                          identity="the multiplier 2 lambda = V.g is chosen so that dV/dt = g - V (V.g) is "

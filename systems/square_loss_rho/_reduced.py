@@ -3,7 +3,9 @@ r"""Eq 5 of Poggio & Liao with the sums :math:`\sum f_n^2`, :math:`\sum f_ny_n` 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -97,17 +99,36 @@ def transient_times(cases, frac=0.5, b=REDUCED_B, c=REDUCED_C, field=reduced_fie
     :math:`d\rho/ds = \tau\,\dot\rho`), so one ensemble resolves T from 0.1 to 10^4."""
     cases = _check_cases(cases, frac, b, c)
     tau = _estimate(cases, c) + 1.0 / b
-
-    def rescaled(t, y, args):
-        rho_dot = field(t, y[:1], {"L": y[1], "b": y[2], "c": y[3]})[0]
-        return jnp.stack([y[4] * rho_dot, 0.0 * y[1], 0.0 * y[2], 0.0 * y[3], 0.0 * y[4]])
-
     ts = np.linspace(0.0, RESCALED_HORIZON, RESCALED_SAVES)
     y0 = np.column_stack([cases[:, 1], cases[:, 0], np.full(len(cases), b), np.full(len(cases), c), tau])
-    traj = rf.integrate(rf.ODE(rescaled), y0, RESCALED_HORIZON, ts=ts, rtol=1e-8, atol=1e-13, batched=True)
+    traj = rf.integrate(_rescaled_system(field), y0, RESCALED_HORIZON, ts=ts, rtol=1e-8, atol=1e-13, batched=True)
     if not traj.ok:
         raise RuntimeError(f"the transient sweep did not finish: {traj.status}")
     return tau * np.array([half_time(ts, traj.y[p, :, 0], frac * c / b) for p in range(len(cases))])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rescaled:
+    """``[rho, L, b, c, tau]`` -> ``[tau * field(rho; L, b, c), 0, 0, 0, 0]``."""
+
+    field: Any
+
+    def __call__(self, t, y, args):
+        rho_dot = self.field(t, y[:1], {"L": y[1], "b": y[2], "c": y[3]})[0]
+        return jnp.stack([y[4] * rho_dot, 0.0 * y[1], 0.0 * y[2], 0.0 * y[3], 0.0 * y[4]])
+
+
+def _rescaled_system(field):
+    """The rescaled sweep ODE of ``field``, one per field (so one compiled program per field and process)."""
+    try:
+        return _cached_rescaled(field)
+    except TypeError:  # an unhashable field (e.g. one holding arrays): built afresh
+        return rf.ODE(_Rescaled(field))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_rescaled(field):
+    return rf.ODE(_Rescaled(field))
 
 
 def transient_quadrature(args, rho0, frac=0.5):
