@@ -54,7 +54,9 @@ def cli(*argv):
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         code = _cli.main(list(argv))
-    return {"cli": code, "err": err.getvalue()[-1500:], "out": out.getvalue()[-500:]}
+    text = err.getvalue()
+    return {"cli": code, "err": text if len(text) < 3000 else text[:1500] + " ... " + text[-1500:],
+            "out": out.getvalue()[-500:]}
 def saved(path="t.npz"):
     p = os.path.join(TMP, path)
     rf.integrate(ROT, [1.0, 0.0], 1.0, ts=[0.5, 1.0]).save(p)

@@ -9,6 +9,7 @@ instead of failing inside XLA or numpy (an abort, or ``MemoryError: Unable to al
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -27,6 +28,7 @@ FIXED_STATE_COPIES = 8
 ADAPTIVE_STATE_COPIES = 32
 
 
+@functools.lru_cache(maxsize=1)
 def physical_bytes() -> int:
     """The machine's physical memory in bytes."""
     try:

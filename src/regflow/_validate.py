@@ -13,6 +13,7 @@ The one callable convention, as the messages show it:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -92,6 +93,13 @@ def _plural(n, word):
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+@functools.lru_cache(maxsize=64)
+def _arguments(convention):
+    """``("t, y, args", 3)`` of ``"f(t, y, args)"``."""
+    wanted = convention[convention.index("(") + 1: convention.index(")")]
+    return wanted, wanted.count(",") + 1
+
+
 def check_callable(fn, argname, convention, hint=""):
     """``fn`` is callable with the arguments of ``convention`` (e.g. ``"f(t, y, args)"``), positionally.
 
@@ -103,8 +111,7 @@ def check_callable(fn, argname, convention, hint=""):
     if found is None:
         return fn
     required, most, names, keyword = found
-    wanted = convention[convention.index("(") + 1: convention.index(")")]
-    n = wanted.count(",") + 1
+    wanted, n = _arguments(convention)
     if keyword:
         raise TypeError(f"{argname} must be {convention}; got a callable with required keyword-only parameter(s) "
                         f"{', '.join(keyword)}: give them defaults, or make them positional")
@@ -126,6 +133,8 @@ def _short(x, width=40):
 
 def real_number(x, name, example="1.0") -> float:
     """``x`` as a float: an int, float, or a 0-d real numpy/JAX array (never a bool or a string)."""
+    if type(x) is float or type(x) is int:  # the common case, fast
+        return float(x)
     if isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real number, got the bool {x!r}; pass e.g. {name}={example}")
     if isinstance(x, numbers.Real):
@@ -208,30 +217,34 @@ def _is_number_leaf(leaf) -> bool:
     return isinstance(leaf, jax.Array)
 
 
-def args_pytree(args, name="args"):
+def _bad_leaf(name, path, leaf):
+    where = f"{name}{jax.tree_util.keystr(path)}"
+    return TypeError(f"{name} must be a pytree of arrays and numbers (it is an input of the compiled program, like y); "
+                     f"{where} is {type(leaf).__name__} {_short(leaf)}: pass numbers, and keep text or other settings "
+                     f"out of {name} (close over them in the function, or give them to the factory that builds the "
+                     f"system)")
+
+
+def args_pytree(args, name="args", finite=False):
     """``args`` is a pytree whose leaves are arrays or numbers (they become inputs of compiled
-    programs); text or other objects are refused with the reason."""
-    leaves = jax.tree_util.tree_flatten_with_path(args)[0]
-    for path, leaf in leaves:
-        if not _is_number_leaf(leaf):
-            where = f"{name}{jax.tree_util.keystr(path)}"
-            raise TypeError(f"{name} must be a pytree of arrays and numbers (it is an input of the compiled program, "
-                            f"like y); {where} is {type(leaf).__name__} {_short(leaf)}: pass numbers, and keep text or "
-                            f"other settings out of {name} (close over them in the function, or give them to the "
-                            f"factory that builds the system)")
-    return args
-
-
-def finite_args(args, name="args"):
-    """`args_pytree` and, for the concrete (not traced) leaves, finiteness."""
-    args_pytree(args, name)
+    programs); text or other objects are refused with the reason.  With ``finite``, its concrete
+    (not traced) float leaves must also be finite."""
+    if args is None:
+        return None
     for path, leaf in jax.tree_util.tree_flatten_with_path(args)[0]:
-        if isinstance(leaf, jax.core.Tracer) or isinstance(leaf, (bool, np.bool_)):
+        if not _is_number_leaf(leaf):
+            raise _bad_leaf(name, path, leaf)
+        if not finite or isinstance(leaf, (bool, int, np.bool_, jax.core.Tracer)):
             continue
         value = np.asarray(leaf)
         if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
             raise ValueError(f"{name} must be finite; {name}{jax.tree_util.keystr(path)} holds NaN or inf")
     return args
+
+
+def finite_args(args, name="args"):
+    """`args_pytree` with finite float leaves."""
+    return args_pytree(args, name, finite=True)
 
 
 def names(names):
