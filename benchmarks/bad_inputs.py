@@ -453,6 +453,9 @@ def classify(case, out):
         if case.works:
             return "unclear", f"should work, raised {detail}"
         ours = "/regflow/" in out["where"] or "/systems/" in out["where"]
+        binding = out["where"] == "<case>" and out["type"] == "TypeError" and "argument" in out["message"]
+        if binding and _names(out["message"], case.words):  # Python's own "missing argument 'lr'"
+            return "clear", detail
         if not ours:
             return "unclear", f"raw error from {out['where'].split('site-packages/')[-1]}: {detail}"
         if not any(t in out["mro"] for t in CLEAR_TYPES):

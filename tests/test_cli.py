@@ -216,7 +216,10 @@ def reference(tmp_path_factory):
 
 
 def test_run_npz_round_trip(reference, capsys):
-    assert reference.ok and reference.coordinate_names == ("w1", "w2") and reference.flat.shape == (2, 201, 2)
+    starts = np.asarray(_catalogue.catalogue()["scalar_net.weight_decay"].build().y0)
+    assert reference.ok and reference.coordinate_names == ("w1", "w2")
+    assert reference.flat.shape == (starts.shape[0], 201, 2)
+    np.testing.assert_array_equal(reference.flat[:, 0], starts)
     assert reference.t[-1] == 1.0 and reference.meta["backend"] == "scipy"
 
 

@@ -110,6 +110,7 @@ def test_bad_step_and_diffusion_outputs():
 @pytest.mark.parametrize("call, error, match", [
     (lambda: rf.integrate(ROT, ["1", "2"], 1.0), TypeError, r"y0 \(leaf '0'\) holds str '1', not numbers"),
     (lambda: rf.integrate(ROT, np.array([1 + 1j, 2]), 1.0), TypeError, "y0 has dtype complex"),
+    (lambda: rf.integrate(ROT, [[1.0], [1.0, 2.0]], 1.0), ValueError, "y0 is a ragged nested list"),
     (lambda: rf.integrate(ROT, [1.0, 2.0], "1.0"), TypeError, r"t1 must be a real number.*got str '1.0'"),
     (lambda: rf.integrate(ROT, [1.0, 2.0], True), TypeError, "t1 must be a real number, got the bool True"),
     (lambda: rf.integrate(ROT, [1.0, 2.0], 1.0, t0="0"), TypeError, "t0 must be a real number"),
@@ -127,6 +128,8 @@ def test_bad_step_and_diffusion_outputs():
     (lambda: rf.integrate(ROT, [1e13, 0.0], 1.0), ValueError, "beyond the divergence bound"),
     (lambda: rf.integrate(ROT.replace(names=("a", "b", "c")), [1.0, 0.0], 1.0), ValueError,
      r"names 3 coordinates .* y0 has 2"),
+    (lambda: rf.integrate(ROT, [1.0, 2.0], 1.0, seed="a"), TypeError, "seed must be an int or a jax.random.PRNGKey"),
+    (lambda: rf.iterate(HALVE, [1.0], 3, seed=2**70), ValueError, "seed must fit in 64 bits"),
     (lambda: rf.iterate(HALVE, [1.0], 2.5), TypeError, "steps must be a positive int"),
     (lambda: rf.iterate(HALVE, [1.0], 3, every=0), ValueError, "every must be at least 1"),
     (lambda: rf.ODE(rot_field, names=("", "b")), ValueError, "names must be non-empty strings"),

@@ -114,7 +114,18 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
     -------
     Trajectory with ``y`` shaped like the state with leading ``(paths,) time`` axes (its
     flat view ``flat[..., -1, :]`` the state at ``t1``), unless the run diverged, which
-    ``status`` then says with the time.
+    ``status`` then says with the time.  The rule is the same on every backend: a path diverges
+    at the first time its state is not finite or exceeds ``DIVERGENCE_BOUND`` in magnitude, or
+    its field is not finite (at the start, or where an adaptive solver stopped); its saves from
+    then on are NaN (an ensemble) or left out (one path), its start is kept.  A solver that
+    stops with a finite field says ``"failed at t=..."``.
+
+    Raises
+    ------
+    TypeError, ValueError : bad input, naming the argument and the fix (callables are checked
+        against the convention ``f(t, y, args)`` once, and evaluated abstractly once per
+        structure); a request whose saved output and working memory would exceed
+        `regflow._memory.limit` names the argument to change and by how much.
 
     Example
     -------

@@ -178,7 +178,11 @@ def structure_of(y, argname="y0", batched=False):
     numbers of one floating dtype (ints and Python numbers are taken as float64) and finite.
     """
     if is_number_list(y):
-        y = np.asarray(y, dtype=np.float64)
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except ValueError:
+            raise ValueError(f"{argname} is a ragged nested list (rows of different lengths: {repr(y)[:60]}); pass "
+                             f"rows of one length, e.g. [[1.0, 2.0], [3.0, 4.0]], or a pytree of arrays") from None
     flat_leaves, treedef = jax.tree_util.tree_flatten_with_path(y)
     if not flat_leaves:
         raise ValueError(f"{argname} is an empty pytree; pass an array or a pytree of arrays (e.g. a dict of weight matrices)")

@@ -18,14 +18,12 @@ import optimistix as optx
 
 from .. import _noise
 from .._tree import flat_value
-from ._common import DIVERGENCE_BOUND, diffusion_matrix, noise_dim, nonfinite_near, start_ok
+from ._common import DIVERGENCE_BOUND, MAX_STEPS, diffusion_matrix, noise_dim, nonfinite_near, start_ok
 
 ODE_SOLVERS = {"dopri5": dfx.Dopri5, "tsit5": dfx.Tsit5, "dop853": dfx.Dopri8, "dopri8": dfx.Dopri8,
                "bosh3": dfx.Bosh3, "kvaerno5": dfx.Kvaerno5, "euler": dfx.Euler, "heun": dfx.Heun}
 FIXED_STEP = ("euler", "heun")
 SDE_SOLVERS = {"euler": dfx.Euler, "milstein": dfx.ItoMilstein, "heun": dfx.Heun}
-#: Step budget of one solve.
-MAX_STEPS = 2**16
 #: Without ``ts`` a single path saves the steps it takes into buffers of this many numbers
 #: (steps x dim), solving on from the last step when one fills: memory grows with the steps
 #: actually taken, never ``MAX_STEPS x dim``.
