@@ -17,7 +17,9 @@ import xarray as xr
 
 import regflow as rf
 from regflow import _catalogue, cli
+from regflow._check_pool import check_entries
 from regflow._cli_args import UsageError
+from regflow._cli_targets import catalogue_names
 from regflow._cli_output import TRAJECTORY_FORMATS, check_target, write_trajectory
 
 #: The cheapest run of a catalogue entry (scipy compiles only the vector field).
@@ -196,12 +198,42 @@ def test_check_report_overwrite_writes_the_report(tmp_path, capsys, monkeypatch)
 
     written = []
     monkeypatch.setattr(rf.claims, "check", lambda entry, falsify=False: rf.Report(()))
+    monkeypatch.setattr(regflow._report, "entry_section", lambda name, report, directory: [f"### {name}"])
     monkeypatch.setattr(regflow._report, "write_report",
-                        lambda reports, directory, runs=None: written.append((list(reports), directory)) or "done")
+                        lambda reports, directory, sections=None: written.append((list(reports), directory,
+                                                                                   sections)) or "done")
     (tmp_path / "report.md").write_text("old")
     status, out, _ = run_cli(capsys, "check", "scalar_net.adaptive_gd", "--report", tmp_path, "--overwrite")
-    assert status == cli.EXIT_OK and written == [(["scalar_net.adaptive_gd"], str(tmp_path))]
+    assert status == cli.EXIT_OK
+    assert written == [(["scalar_net.adaptive_gd"], str(tmp_path), {"scalar_net.adaptive_gd": ["### scalar_net.adaptive_gd"]})]
     assert "report written to done" in out
+
+
+def test_check_names_a_family_or_all():
+    names = list(_catalogue.catalogue())
+    assert catalogue_names("all") == names
+    assert catalogue_names("halpern") == [n for n in names if n.startswith("halpern.")] and len(catalogue_names("halpern")) > 1
+    assert catalogue_names("halpern.fixed_k") == ["halpern.fixed_k"]
+    with pytest.raises(UsageError, match="no catalogue entry 'halpernx'"):
+        catalogue_names("halpernx")
+
+
+def test_check_jobs_must_be_positive(capsys):
+    status, _, err = run_cli(capsys, "check", "halpern", "--jobs", "0")
+    assert status == cli.EXIT_USAGE and "--jobs must be at least 1" in err
+
+
+def test_entries_checked_in_worker_processes_match_a_serial_check(tmp_path):
+    """Two spawned workers give the rows and report sections of a check in this process."""
+    names = ["halpern.strongly_convex", "halpern.fixed_k"]
+    serial = list(check_entries(names, directory=str(tmp_path / "serial"), jobs=1))
+    pooled = list(check_entries(names, directory=str(tmp_path / "pooled"), jobs=2))
+    assert [n for n, _, _ in pooled] == names
+    for (_, one, section_one), (_, two, section_two) in zip(serial, pooled):
+        assert [(r.claim, r.check, r.passed) for r in one.rows] == [(r.claim, r.check, r.passed) for r in two.rows]
+        np.testing.assert_allclose([r.measured for r in one.rows], [r.measured for r in two.rows], rtol=1e-9, atol=1e-14)
+        assert section_one == section_two and not two.runs and one.runs
+    assert sorted(os.listdir(tmp_path / "serial")) == sorted(os.listdir(tmp_path / "pooled"))
 
 
 # ----------------------------------------------------------------------------- run: outputs and formats

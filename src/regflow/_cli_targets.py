@@ -49,6 +49,16 @@ def resolve(name: str, *, systems: bool):
     raise UsageError(f"{name} is {_a(obj)}; expected {kinds}{hint}")
 
 
+def catalogue_names(name: str) -> list[str]:
+    """The catalogue entries ``name`` stands for: ``"all"``, a family (``"halpern"``: its
+    entries) or one entry."""
+    entries = catalogue()
+    if name == "all":
+        return list(entries)
+    family = [n for n in entries if n.startswith(name + ".")]
+    return family or [catalogue_entry(name).name]
+
+
 def catalogue_entry(name: str) -> Entry:
     entries = catalogue()
     if name in entries:

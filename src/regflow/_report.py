@@ -288,60 +288,85 @@ def _check_inputs(reports, runs):
                                     f"got {key!r}: {type(traj).__name__}")
 
 
-def write_report(reports, directory, *, progress=None, runs=None) -> str:
+def write_report(reports, directory, *, progress=None, runs=None, sections=None) -> str:
     """Write ``directory/report.md`` and its figures; returns the markdown file's path.
 
     ``reports`` maps an entry name to its `Report`.  Per entry the report gives its parameters,
     seed and library versions, its claim table, its phase portrait (entries whose ``view`` names
     a plane) and a figure with one panel per row.  ``runs`` maps an entry name to its runs
     ``{"flow": Trajectory, "map": Trajectory}`` (e.g. the ones its check made) for the portrait,
-    which otherwise runs them again.  ``progress`` shows a bar over figures (None: when stderr is
-    a terminal)."""
+    which otherwise runs them again.  ``sections`` maps an entry name to its section already
+    written by `entry_section` (its figures saved), e.g. in a worker process.  ``progress``
+    shows a bar over figures (None: when stderr is a terminal)."""
     from .claims import Report
 
     _check_inputs(reports, runs)
-    runs = runs or {}
+    runs, sections = runs or {}, dict(sections or {})
     os.makedirs(directory, exist_ok=True)
-    methods, notes = {}, {}
-    for name, report in reports.items():
-        try:
-            methods[name] = _entry_method(name, report, runs.get(name, {}).get("method"))
-        except Exception as error:  # an entry that no longer builds still gets its tables
-            methods[name], notes[name] = None, f"(portrait not drawn: {_escape(error)})"
-    portraits = {name for name, method in methods.items() if method is not None and has_portrait(method)}
-    total = len(portraits) + sum(any(r.trace is not None for r in rep.rows) for rep in reports.values())
+    todo = {name: report for name, report in reports.items() if name not in sections}
+    methods = {name: _method_or_note(name, report, runs) for name, report in todo.items()}
+    total = sum(_figure_count(report, method) for (method, _), report in zip(methods.values(), todo.values()))
+    with progress_bar(total, "report", enabled=progress, unit="figure") as bar:
+        for name, report in todo.items():
+            bar.set_postfix_str(name)
+            method, note = methods[name]
+            sections[name] = entry_section(name, report, directory, method=method, runs=runs.get(name),
+                                           note=note, on_figure=bar.update)
     overall = sum(reports.values(), Report(()))
     lines = ["# regflow claim report", "", _escape(overall.summary()) + ".", ""]
     by_module = {}
-    for name, report in reports.items():
-        by_module.setdefault(name.split(".")[0], []).append((name, report))
-    with progress_bar(total, "report", enabled=progress, unit="figure") as bar:
-        for module_name, items in by_module.items():
-            title = _section_title(module_name)
-            lines += [f"## {_escape(module_name)}", ""] + ([_escape(title), ""] if title else [])
-            for name, report in items:
-                bar.set_postfix_str(name)
-                lines += [f"### {_escape(name)}", "", _provenance(report), "", report.to_markdown(), ""]
-                if name in notes:
-                    lines += [notes[name], ""]
-                if name in portraits:
-                    try:
-                        given = {k: v for k, v in runs.get(name, {}).items() if k != "method"}
-                        fig = entry_portrait(name, methods[name], runs=given)
-                    except Exception as error:  # a figure that cannot be drawn is reported, not fatal
-                        lines += [f"(portrait not drawn: {_escape(error)})", ""]
-                    else:
-                        lines += _save(fig, directory, name, "portrait")
-                    bar.update()
-                fig = traces_figure(name, list(enumerate(report.rows, 1)))
-                if fig is not None:
-                    lines += _save(fig, directory, name, "claims")
-                    bar.update()
-                lines += _untraced(report)
+    for name in reports:
+        by_module.setdefault(name.split(".")[0], []).append(name)
+    for module_name, names in by_module.items():
+        title = _section_title(module_name)
+        lines += [f"## {_escape(module_name)}", ""] + ([_escape(title), ""] if title else [])
+        for name in names:
+            lines += sections[name]
     path = os.path.join(directory, "report.md")
     with open(path, "w") as fh:
         fh.write("\n".join(lines))
     return path
+
+
+def _method_or_note(name, report, runs):
+    """``(method, note)``: the method to draw ``name``'s portrait with, or None and why not."""
+    try:
+        return _entry_method(name, report, (runs or {}).get(name, {}).get("method")), None
+    except Exception as error:  # an entry that no longer builds still gets its tables
+        return None, f"(portrait not drawn: {_escape(error)})"
+
+
+def _figure_count(report, method):
+    return (method is not None and has_portrait(method)) + any(r.trace is not None for r in report.rows)
+
+
+def entry_section(name, report, directory, *, method=None, runs=None, note=None, on_figure=None) -> list[str]:
+    """The markdown lines of entry ``name``'s section of the report (its parameters, claim table,
+    portrait and claim panels), saving its figures into ``directory``.  ``method`` and ``runs``
+    (``{"flow": ..., "map": ...}``) are the checked method and its runs (default: the ones
+    ``report.runs`` holds); ``on_figure`` is called after each figure."""
+    if method is None and note is None:
+        method, note = _method_or_note(name, report, report.runs)
+    runs = runs if runs is not None else report.runs.get(name, {})
+    os.makedirs(directory, exist_ok=True)
+    lines = [f"### {_escape(name)}", "", _provenance(report), "", report.to_markdown(), ""]
+    if note:
+        lines += [note, ""]
+    if method is not None and has_portrait(method):
+        try:
+            fig = entry_portrait(name, method, runs={k: v for k, v in runs.items() if k != "method"})
+        except Exception as error:  # a figure that cannot be drawn is reported, not fatal
+            lines += [f"(portrait not drawn: {_escape(error)})", ""]
+        else:
+            lines += _save(fig, directory, name, "portrait")
+        if on_figure:
+            on_figure()
+    fig = traces_figure(name, list(enumerate(report.rows, 1)))
+    if fig is not None:
+        lines += _save(fig, directory, name, "claims")
+        if on_figure:
+            on_figure()
+    return lines + _untraced(report)
 
 
 def _save(fig, directory, name, kind):

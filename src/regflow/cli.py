@@ -3,7 +3,7 @@
     regflow list
     regflow run NAME [--set K=V ...] [--y0 Y] [--t1 T] [--dt H] [--steps N] [--paths N] [--seed S]
                 [--backend B] [--out FILE.npz|.nc|.csv] [--overwrite]
-    regflow check NAME|all [--report DIR] [--overwrite] [--falsify]
+    regflow check NAME|FAMILY|all [--report DIR] [--overwrite] [--falsify] [--jobs N]
     regflow portrait NAME --out FILE.png [--x X --y Y] [--xlim LO,HI --ylim LO,HI] [--overwrite] ...
 
 ``NAME`` is a catalogue entry (``regflow list``) or ``package.module:attr`` /
@@ -30,7 +30,8 @@ from ._cli_args import UsageError
 from ._cli_output import TRAJECTORY_FORMATS, check_directory, check_target, figure_formats, save_figure, \
     write_trajectory
 from ._cli_run import entry_portrait, run, system_portrait
-from ._cli_targets import is_reference, resolve
+from ._check_pool import MAX_DEFAULT_JOBS
+from ._cli_targets import catalogue_names, is_reference, resolve
 
 #: Exit statuses: success; a claim failed (check) or the run diverged (run); the command line
 #: asks for something impossible; an unexpected exception; interrupted (Ctrl-C).
@@ -96,28 +97,41 @@ def cmd_run(args):
 
 
 def cmd_check(args):
-    from ._catalogue import catalogue
-    from .claims import Report, check
+    from ._check_pool import check_entries, default_jobs
+    from .claims import Report
 
-    entries = list(catalogue().values()) if args.name == "all" else [resolve(args.name, systems=False)]
-    if args.report:
-        if is_reference(args.name):
+    if is_reference(args.name):
+        if args.report:
             raise UsageError(f"--report covers catalogue entries; check {args.name} without it for the claim table")
+        names, target = None, resolve(args.name, systems=False)
+    else:
+        names = catalogue_names(args.name)
+    if args.report:
         check_directory(args.report, flag="--report", overwrite=args.overwrite, inside=REPORT_FILE)
-    reports = {}
-    with progress_bar(len(entries), "check", unit="entry") as bar:
-        for entry in entries:
-            bar.set_postfix_str(entry.name)
-            reports[entry.name] = check(entry, falsify=args.falsify)
-            bar.write(reports[entry.name].table() + "\n")
-            bar.update()
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}; e.g. --jobs 2")
+    reports, sections = {}, {}
+    if names is None:  # a user's entry or method, checked here
+        from .claims import check
+
+        reports[target.name] = check(target, falsify=args.falsify)
+        print(reports[target.name].table() + "\n", flush=True)
+    else:
+        jobs = default_jobs(len(names)) if args.jobs is None else min(args.jobs, len(names))
+        with progress_bar(len(names), "check", unit="entry") as bar:
+            checked = check_entries(names, falsify=args.falsify, directory=args.report, jobs=jobs,
+                                    on_start=bar.set_postfix_str)
+            for name, report, section in checked:
+                reports[name], sections[name] = report, section
+                bar.write(report.table() + "\n")
+                bar.update()
     total = sum(reports.values(), Report(()))
     scope = "catalogue" if args.name == "all" else args.name
     print(f"{scope}: {total.summary()}", flush=True)
     if args.report:
         from ._report import write_report
 
-        print(f"report written to {write_report(reports, args.report, runs=total.runs)}")
+        print(f"report written to {write_report(reports, args.report, sections=sections)}")
     return EXIT_OK if total.passed and not (args.falsify and total.vacuous) else EXIT_FAILED
 
 
@@ -193,9 +207,12 @@ def build_parser():
         "regflow check all --report report",
         "regflow check all --report report --overwrite",
         "regflow check scalar_net.gradient_flow --falsify",
+        "regflow check halpern --jobs 2",
         "regflow check mysystems:method --debug"])
-    chk.add_argument("name", metavar="NAME", help="catalogue entry, 'all', or package.module:attr of your own entry "
-                     "or method; e.g. scalar_net.gradient_flow")
+    chk.add_argument("name", metavar="NAME", help="catalogue entry, a family of them, 'all', or package.module:attr of "
+                     "your own entry or method; e.g. scalar_net.gradient_flow or halpern")
+    chk.add_argument("--jobs", type=int, metavar="N", help="check entries in N processes side by side (default: one "
+                     f"per core, at most {MAX_DEFAULT_JOBS}); e.g. --jobs 1")
     chk.add_argument("--report", metavar="DIR", help=f"write DIR/{REPORT_FILE} with figures (catalogue entries); "
                      "e.g. --report report")
     chk.add_argument("--overwrite", action="store_true",
