@@ -77,7 +77,8 @@ class Problem:
 
 
 def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, rtol=1e-8,
-              atol=1e-10, dt=None, paths=None, batched=False, seed=0, save=None, progress=None) -> Trajectory:
+              atol=1e-10, dt=None, paths=None, batched=False, seed=0, save=None, progress=None,
+              backward=False) -> Trajectory:
     r"""Integrate an `ODE` or `SDE` from ``t0`` to ``t1``.
 
     Parameters
@@ -86,8 +87,9 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
     y0 : the start: an array or any pytree of arrays (a matrix is a matrix state, a dict of
         weight matrices a network's parameters).  With ``batched=True`` every leaf carries a
         leading path axis: one start per path.
-    t1, t0 : end and start times.
-    ts : increasing times to save at (``t1`` is appended if missing).  Without it: the
+    t1, t0 : end and start times (``t1 > t0``, or ``t1 < t0`` with ``backward=True``).
+    ts : times to save at, running from ``t0`` towards ``t1`` (increasing; decreasing for a
+        backward run; ``t1`` is appended if missing).  Without it: the
         solver's steps (single ODE path), ``DEFAULT_ENSEMBLE_SAVES`` times (ODE ensemble),
         every step (SDE).  For an SDE, ``ts`` must lie on the grid ``t0 + k*dt``.
     backend : ``"auto"`` (diffrax for ODEs, regflow's compiled scan ``"jax"`` for SDEs),
@@ -109,6 +111,9 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         path).  ``args`` are the system's.
     progress : a progress bar over the steps of an SDE on the ``"jax"`` backend (and of maps):
         ``None`` shows it when stderr is a terminal (``REGFLOW_PROGRESS=0`` turns it off).
+    backward : integrate an ODE backward in time, from ``t0`` down to ``t1 < t0`` (backends
+        ``"diffrax"`` and ``"scipy"``; said explicitly, so a sign slip in ``t1`` is an error).
+        ``traj.t`` then decreases from ``t0`` to ``t1``.  SDEs run forward only.
 
     Returns
     -------
@@ -141,7 +146,7 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         raise TypeError(f"system must be an rf.ODE or rf.SDE, got {type(system).__name__}")
     backend = _check_backend(system, backend)
     _noise.check_seed(seed)  # for ODEs too: the seed is kept in the metadata
-    t0, t1 = _check_times(t0, t1)
+    t0, t1 = _check_times(t0, t1, backward, system)
     structure, starts, n_paths, ensemble = _check_y0(y0, paths, batched)
     args = _check_args(system.args)
     _check_fits(system, structure, t0, args)
@@ -166,7 +171,7 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         save_idx = None
         if ts is None and ensemble:
             ts = np.linspace(t0, t1, DEFAULT_ENSEMBLE_SAVES)
-        fixed_steps = math.ceil((t1 - t0) / dt) if dt is not None and method in _fixed_ode_methods(backend) else None
+        fixed_steps = math.ceil(abs(t1 - t0) / dt) if dt is not None and method in _fixed_ode_methods(backend) else None
         _check_ode_memory(n_paths, structure.size, width, ts, fixed_steps, dt)
     progress_enabled(progress)  # validates
     if save is not None and ts is None and isinstance(system, ODE):
@@ -277,7 +282,9 @@ def _after_divergence(problem, solution):
     ys = np.asarray(solution.ys)
     if not np.isfinite(stop).any():
         return solution._replace(ys=ys)
-    after = (t[None, :] >= stop[:, None]) & (t[None, :] > problem.t0)
+    sign = np.sign(problem.t1 - problem.t0)
+    after = (np.isfinite(stop)[:, None] & (sign * (t[None, :] - stop[:, None]) >= 0)
+             & (sign * (t[None, :] - problem.t0) > 0))
     if after.any():
         ys = np.array(ys, dtype=np.float64, copy=True)
         ys[after] = np.nan
@@ -340,7 +347,8 @@ def _trajectory(problem, backend, solution) -> Trajectory:
     y = ys[0]
     status = "ok"
     if diverged[0]:
-        keep = np.all(np.isfinite(y), axis=-1) & ((t < div_t[0]) | (t == problem.t0))
+        sign = np.sign(problem.t1 - problem.t0)
+        keep = np.all(np.isfinite(y), axis=-1) & ((sign * (t - div_t[0]) < 0) | (t == problem.t0))
         t, y = t[keep], y[keep]
         status = f"diverged at t={div_t[0]:.6g}" if not failed[0] else f"failed at t={div_t[0]:.6g}" + FAILURE_HINT
     return Trajectory.from_flat(t, y, structure, names=names, status=status, meta=meta, ensemble=False)
@@ -400,10 +408,18 @@ def _fixed_ode_methods(backend):
     return diffrax_.FIXED_STEP if backend == "diffrax" else ()
 
 
-def _check_times(t0, t1):
+def _check_times(t0, t1, backward=False, system=None):
     t0, t1 = _validate.finite_number(t0, "t0", "0.0"), _validate.finite_number(t1, "t1", "1.0")
-    if not t1 > t0:
-        raise ValueError(f"t1 must be greater than t0, got t0={t0}, t1={t1}")
+    backward = _validate.flag(backward, "backward")
+    if backward and isinstance(system, SDE):
+        raise ValueError("backward=True integrates ODEs only: an SDE's Ito or Stratonovich solution runs forward in "
+                         "time (its time reversal is another SDE); integrate it forward, with t1 > t0")
+    if backward and not t1 < t0:
+        raise ValueError(f"backward=True integrates from t0 down to t1 < t0, got t0={t0}, t1={t1}; pass t1 < t0 "
+                         f"(or leave backward=False)")
+    if not backward and not t1 > t0:
+        hint = "; to integrate backward in time pass backward=True" if t1 < t0 else ""
+        raise ValueError(f"t1 must be greater than t0, got t0={t0}, t1={t1}{hint}")
     return t0, t1
 
 
@@ -442,17 +458,20 @@ def _check_args(args):
 
 
 def _check_ts(ts, t0, t1):
+    """Saved times from ``t0`` towards ``t1``: increasing, or decreasing for a backward run."""
     if ts is None:
         return None
     ts = _validate.times(ts)
     if ts.size == 0 or not np.all(np.isfinite(ts)):
         raise ValueError("ts must be a non-empty array of finite times, e.g. ts=np.linspace(t0, t1, 11)")
-    if np.any(np.diff(ts) <= 0):
-        k = int(np.argmax(np.diff(ts) <= 0))
-        raise ValueError(f"ts must be strictly increasing; ts[{k}] = {ts[k]} is followed by ts[{k + 1}] = {ts[k + 1]}")
-    if ts[0] < t0 or ts[-1] > t1:
+    sign = 1.0 if t1 > t0 else -1.0
+    if np.any(sign * np.diff(ts) <= 0):
+        k = int(np.argmax(sign * np.diff(ts) <= 0))
+        order = "increasing" if sign > 0 else "decreasing (a backward run goes from t0 down to t1)"
+        raise ValueError(f"ts must be strictly {order}; ts[{k}] = {ts[k]} is followed by ts[{k + 1}] = {ts[k + 1]}")
+    if sign * (ts[0] - t0) < 0 or sign * (ts[-1] - t1) > 0:
         raise ValueError(f"ts must lie in [t0, t1] = [{t0}, {t1}], got [{ts[0]}, {ts[-1]}]")
-    if ts[-1] < t1:
+    if sign * (ts[-1] - t1) < 0:
         ts = np.append(ts, t1)
     return ts
 

@@ -43,7 +43,7 @@ class Trajectory:
     meta : system, args, seed, backend, method, library versions.
 
     The fields are checked when a trajectory is built: ``t`` 1-D, finite and strictly
-    increasing; ``y`` real, with one state per time; one distinct name per coordinate;
+    increasing (decreasing for a backward run, ``meta["t1"] < meta["t0"]``); ``y`` real, with one state per time; one distinct name per coordinate;
     ``status`` ``"ok"`` or starting with ``"diverged"``/``"failed"``; ``diverged_at`` one
     time per path.
 
@@ -63,7 +63,7 @@ class Trajectory:
     structure: Any = None
 
     def __post_init__(self):
-        object.__setattr__(self, "t", _check_times(self.t))
+        object.__setattr__(self, "t", _check_times(self.t, backward=self.backward))
         if self.structure is None:
             y = _real_array(self.y, "y")
             if y.ndim not in (2, 3):
@@ -127,6 +127,13 @@ class Trajectory:
     @property
     def leaf_names(self) -> tuple[str, ...]:
         return self.structure.leaf_names
+
+    @property
+    def backward(self) -> bool:
+        """A backward run (``meta`` says ``t1 < t0``): ``t`` decreases from ``t0`` to ``t1``."""
+        meta = self.meta if isinstance(self.meta, Mapping) else {}
+        t0, t1 = meta.get("t0"), meta.get("t1")
+        return isinstance(t0, (int, float)) and isinstance(t1, (int, float)) and t1 < t0
 
     @property
     def ok(self) -> bool:
@@ -333,7 +340,7 @@ def _real_array(value, name) -> np.ndarray:
     return array
 
 
-def _check_times(t) -> np.ndarray:
+def _check_times(t, backward=False) -> np.ndarray:
     t = _real_array(t, "t")
     if t.dtype.kind == "b":
         raise TypeError("t must hold times (real numbers), got bools")
@@ -342,10 +349,11 @@ def _check_times(t) -> np.ndarray:
         raise ValueError(f"t must be 1-D (one time per saved state), got shape {t.shape}")
     if not np.all(np.isfinite(t)):
         raise ValueError("t must be finite; it contains NaN or inf")
-    steps = np.diff(t)
+    steps = np.diff(t) * (-1.0 if backward else 1.0)
     if np.any(steps <= 0):
         i = int(np.argmax(steps <= 0))
-        raise ValueError(f"t must be strictly increasing; t[{i}] = {float(t[i])!r} is followed by t[{i + 1}] = "
+        order = "decreasing (a backward run: meta t1 < t0)" if backward else "increasing"
+        raise ValueError(f"t must be strictly {order}; t[{i}] = {float(t[i])!r} is followed by t[{i + 1}] = "
                          f"{float(t[i + 1])!r}")
     return t
 

@@ -82,7 +82,7 @@ def _error_norm(x):
 def _controller(fixed, rtol, atol, span):
     if fixed:
         return dfx.ConstantStepSize()
-    return dfx.PIDController(rtol=rtol, atol=atol, dtmin=DTMIN_RTOL * jnp.minimum(span, DTMIN_SPAN), force_dtmin=False, norm=_error_norm)
+    return dfx.PIDController(rtol=rtol, atol=atol, dtmin=DTMIN_RTOL * jnp.minimum(jnp.abs(span), DTMIN_SPAN), force_dtmin=False, norm=_error_norm)
 
 
 def _stats(sol):
@@ -218,8 +218,8 @@ def solve(problem):
         ys[:, np.asarray(problem.ts) == problem.t0] = problem.y0[:, None, :]
         return _finish(problem, None, ts, ys, *rest)
     fixed = problem.method in FIXED_STEP
-    max_steps = MAX_STEPS if not fixed else max(MAX_STEPS, math.ceil((problem.t1 - problem.t0) / problem.dt) + 1)
-    dt = 0.0 if problem.dt is None else problem.dt
+    max_steps = MAX_STEPS if not fixed else max(MAX_STEPS, math.ceil(abs(problem.t1 - problem.t0) / problem.dt) + 1)
+    dt = 0.0 if problem.dt is None else math.copysign(problem.dt, problem.t1 - problem.t0)  # backward: dt0 < 0
     if problem.ts is None:
         return _solve_steps(problem, fixed, max_steps, dt)
     save, save_params = problem.save or (None, None)

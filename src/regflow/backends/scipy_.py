@@ -49,7 +49,8 @@ class _Field:
     finite, or the steps stall or exceed `MAX_STEPS`; ``stop`` then says why."""
 
     def __init__(self, f, jac, args, t0, span):
-        self.f, self.jac, self.args, self.span = f, jac, args, span
+        # span = t_end - t0 < 0 for a backward run: "later" means smaller t (``sign``)
+        self.f, self.jac, self.args, self.span, self.sign = f, jac, args, abs(span), 1.0 if span >= 0 else -1.0
         self.nonfinite, self.since, self.accepted, self.stalls, self.steps = False, 0, t0, 0, 0
         self.stop = None  # None (the bound, or not stopped), "diverged" or "stuck"
 
@@ -71,16 +72,16 @@ class _Field:
 
     def event(self, t, y):
         if self.stop is not None:  # locating the stop: the step that triggered it
-            return 1.0 if t < self.stop_t else -1.0
+            return 1.0 if self.sign * (t - self.stop_t) < 0 else -1.0
         if not np.isfinite(y).all():  # LSODA steps on through NaN
             self.nonfinite, self.stop, self.stop_t = True, "diverged", t
             return -1.0
-        self.stalls = self.stalls + 1 if t - self.accepted <= STALL_RTOL * self.span else 0
+        self.stalls = self.stalls + 1 if self.sign * (t - self.accepted) <= STALL_RTOL * self.span else 0
         self.steps += 1
         if self.stalls > STALL_LIMIT or self.steps > MAX_STEPS:
             self.stop, self.stop_t = "stuck", t
             return -1.0
-        self.accepted, self.since = max(t, self.accepted), 0
+        self.accepted, self.since = (max if self.sign > 0 else min)(t, self.accepted), 0
         return DIVERGENCE_BOUND - np.max(np.abs(y))
 
     event.terminal = True
@@ -98,7 +99,7 @@ def _solve_one(problem, f, jac, y0, t1, ts):
     def run(field, t_end, t_eval):
         options = {"jac": field.jacobian} if method in IMPLICIT else {}
         if problem.dt is not None:
-            options["first_step"] = min(problem.dt, t_end - problem.t0)
+            options["first_step"] = min(problem.dt, abs(t_end - problem.t0))
         with np.errstate(all="ignore"):
             return solve_ivp(field, (problem.t0, t_end), y0, method=method, t_eval=t_eval, rtol=problem.rtol,
                              atol=problem.atol, events=field.event, **options)
@@ -118,11 +119,11 @@ def _solve_one(problem, f, jac, y0, t1, ts):
         field.nonfinite = field.nonfinite or field.stop is None
     for back in REDO_BACKOFF:
         end = field.accepted - back * (field.accepted - problem.t0)
-        if end <= problem.t0:
+        if field.sign * (end - problem.t0) <= 0:
             break
         try:
             sol = run(_Field(f, jac, problem.args, problem.t0, end - problem.t0), end,
-                      None if ts is None else ts[ts <= end])
+                      None if ts is None else ts[field.sign * (ts - end) <= 0])
         except (_Stuck, ValueError):
             continue
         sol.status, sol.stuck = -1, True
