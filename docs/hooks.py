@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import re
 
 import griffe
@@ -46,6 +47,11 @@ def cell(text) -> str:
     """One table cell: one line, math converted, pipes escaped (``\\vert`` inside math)."""
     parts = re.split(r"(\$[^$]*\$)", math(" ".join(str(text or "").split())))
     return "".join(p.replace("|", r"\vert ") if p.startswith("$") else p.replace("|", "\\|") for p in parts)
+
+
+def code(text) -> str:
+    """One table cell in a code span (pipes inside backticks do not split a table row)."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
 
 
 def first_paragraph(doc: str) -> str:
@@ -104,7 +110,7 @@ def catalogue_markdown() -> str:
                 out.append(math(doc) + "\n")
             out.append("| claim | source | erratum or identity |\n|---|---|---|")
             for claim in method.claims:
-                out.append(f"| `{cell(claim_label(claim))}` | {cell(claim.source)} | {cell(claim_note(claim))} |")
+                out.append(f"| {code(claim_label(claim))} | {cell(claim.source)} | {cell(claim_note(claim))} |")
                 if claim.erratum:
                     errata.append((entry.name, claim))
             out.append("")
@@ -115,7 +121,7 @@ def catalogue_markdown() -> str:
     out.append(f"{len(errata)} printed formulas differ from the ones checked.\n")
     out.append("| entry | claim | source | grade | printed, and the evidence |\n|---|---|---|---|---|")
     for name, claim in errata:
-        out.append(f"| `{name}` | `{cell(claim_label(claim))}` | {cell(claim.source)} | "
+        out.append(f"| `{name}` | {code(claim_label(claim))} | {cell(claim.source)} | "
                    f"{claim.grade or 'erratum'} | {cell(claim.erratum)} |")
     return "\n".join(out) + "\n"
 
@@ -126,12 +132,72 @@ def on_files(files, config):
     return files
 
 
+#: Docstring sections whose entries may be written ``name : description`` instead of ``name : type``.
+TYPED_SECTIONS = ("parameters", "other parameters", "attributes", "returns", "yields", "receives")
+#: More words than this after ``name :`` make a description, not a type.
+TYPE_WORDS = 5
+
+
+def reads_as_description(annotation) -> bool:
+    """Whether the text numpydoc takes for a type is a sentence (``y0 : the start: ...``)."""
+    if not isinstance(annotation, str):
+        return False
+    text = annotation.strip()
+    return len(text.split()) > TYPE_WORDS or "``" in text or text.endswith(".") or ": " in text
+
+
 class RstMath(griffe.Extension):
-    """Docstrings' reStructuredText math (``:math:`x```, ``.. math::``) as arithmatex math, and
-    their ``Example`` sections read as numpydoc's ``Examples`` (doctest code, not Markdown)."""
+    """Docstrings' reStructuredText math (``:math:`x```, ``.. math::``) as arithmatex math, their
+    ``Example`` sections read as numpydoc's ``Examples`` (doctest code, not Markdown), and an entry
+    ``name : description`` of a Parameters (Attributes, Returns ...) section shown as a
+    description rather than as its type."""
 
     def on_instance(self, *, obj, **kwargs):
         if obj.docstring is not None:
             text = re.sub(r"(?m)^Example\n-------$", "Examples\n--------", obj.docstring.value)
             obj.docstring.value = math(text) if "math:" in text else text
+
+    def on_package(self, *, pkg, **kwargs):
+        for obj in _objects(pkg):
+            if obj.docstring is None:
+                continue
+            sections, warned = _parse_quietly(obj.docstring)
+            if warned:
+                # left as it is, and parsed again (with its warnings) if a page shows it
+                del obj.docstring.__dict__["parsed"]
+                continue
+            for section in sections:
+                if section.kind.value in TYPED_SECTIONS and isinstance(section.value, list):
+                    for item in section.value:
+                        if reads_as_description(getattr(item, "annotation", None)):
+                            item.description = f"{item.annotation}\n{item.description}".strip()
+                            item.annotation = None
+                    if section.kind.value in ("returns", "yields") and len(section.value) > 1 and all(
+                            not item.name and item.annotation is None for item in section.value):
+                        # an unindented paragraph under Returns: one value, not one per line
+                        first = section.value[0]
+                        first.description = "\n".join(item.description for item in section.value)
+                        section.value[:] = [first]
+
+
+def _objects(obj):
+    """``obj`` and every member under it, aliases left out (their targets are visited)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from _objects(member)
+
+
+def _parse_quietly(docstring):
+    """``docstring.parsed`` (cached), and whether parsing it logged a warning (not shown here)."""
+    records = []
+    capture = logging.getLogger("regflow.docs.griffe-capture")
+    capture.propagate, capture.handlers = False, []
+    capture.addHandler(logging.Handler())
+    capture.handlers[0].emit = records.append
+    real, griffe.logger._logger = griffe.logger._logger, capture
+    try:
+        return docstring.parsed, bool(records)
+    finally:
+        griffe.logger._logger = real
 
