@@ -36,6 +36,7 @@ from ._spectra import (  # noqa: E402
     sharpness_fn,
 )
 from ._compare import Agreement, agreement_order, map_error  # noqa: E402
+from ._central_flow import central_flow, central_flow_sigma2  # noqa: E402
 from ._networks import Network, stack_states  # noqa: E402
 from ._sweep import sweep  # noqa: E402
 from ._catalogue import Entry, Method, catalogue, entry, get_entry  # noqa: E402
@@ -81,6 +82,7 @@ __all__ = [
     "nmgd", "halpern", "nmgd_flow", "power_schedule", "decay_schedule", "nmgd_partner",
     "jacobian", "hessian", "equilibria", "Equilibrium", "lie_derivative",
     "hvp", "hessian_eigs", "sharpness", "sharpness_fn", "hessian_trace", "jacobian_eigs",
+    "central_flow", "central_flow_sigma2",
     "map_error", "agreement_order", "Agreement", "sweep",
     "Method", "Entry", "entry", "catalogue", "get_entry",
     "Claim", "Conserved", "Decays", "Monotone", "StaysIn", "Spectrum", "EquilibriumSet", "Agrees", "StepRatio", "GrowsLike", "Holds",
