@@ -4,8 +4,10 @@ the order :math:`p` of agreement, :math:`\max_k |y_k - y(k\,dt)| \approx C\,dt^p
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from . import _validate
 from ._integrate import integrate, iterate
@@ -43,14 +45,21 @@ def _errors(maps, flow, y0, t1, observable):
     counts = [max(1, round(t1 / map_.dt)) for map_ in maps]
     coarse = min(counts)
     common = all(n % coarse == 0 for n in counts)
+    project = _projection(maps)
+    if project is not None and observable is None:
+        observable = _Projected(project)
     runs = []
     for map_, n in zip(maps, counts):
-        run = iterate(map_, y0, n, every=n // coarse if common else 1)
+        lift = getattr(map_.step, "lift", None)
+        run = iterate(map_, y0 if lift is None else lift(y0), n, every=n // coarse if common else 1)
         if not run.ok:
             raise ValueError(f"the map with dt={map_.dt:g} diverged ({run.status}); choose smaller steps or a shorter t1")
         runs.append(run)
     times = np.unique(np.concatenate([run.t[1:] for run in runs]))
     reference = integrate(flow, y0, times[-1], ts=times, rtol=REFERENCE_RTOL, atol=REFERENCE_ATOL)
+    if not reference.ok:
+        raise ValueError(f"the flow's reference solve stopped before t1 ({reference.status}); a flow that is not "
+                         f"smooth along the run (a sign-like field at a zero gradient) needs a shorter t1 or a smoother field")
     errors = []
     if observable is not None:
         q_ref = reference.evaluate(observable, args=flow.args)
@@ -59,8 +68,30 @@ def _errors(maps, flow, y0, t1, observable):
         if observable is None:
             errors.append(float(np.max(np.linalg.norm(run.flat[1:] - reference.flat[at], axis=-1))))
         else:
-            errors.append(float(np.max(np.abs(run.evaluate(observable)[1:] - q_ref[at]))))
+            gap = run.evaluate(observable)[1:] - q_ref[at]
+            errors.append(float(np.max(np.linalg.norm(gap, axis=-1) if isinstance(observable, _Projected)
+                                        else np.abs(gap))))
     return errors
+
+
+def _projection(maps):
+    """The maps' ``step.project``, when their state carries more than the flow's (an optimizer
+    with its moments, `rf.from_optax`): such a step also has ``lift(y0)``, the map's start from
+    the flow's, and the two are compared on ``project`` of their states."""
+    projects = {getattr(map_.step, "project", None) for map_ in maps}
+    if len(projects) > 1:
+        raise ValueError("the maps compare different parts of their states (step.project); compare one kind of map")
+    return projects.pop()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Projected:
+    """The flat view of ``project(y)``, as a quantity ``q(y, args)``."""
+
+    project: Callable
+
+    def __call__(self, y, args):
+        return ravel_pytree(self.project(y))[0]
 
 
 @dataclasses.dataclass(frozen=True)
