@@ -39,7 +39,7 @@ def test_backward_ensembles_divergence_and_files(tmp_path):
     ens = rf.integrate(ROTATION, Y0, -1.0, backward=True, paths=2, ts=[0.0, -0.5, -1.0])
     np.testing.assert_allclose(ens.y[1], _exact(np.array([0.0, -0.5, -1.0])), atol=1e-7)
     blowup = rf.ODE(lambda t, y, a: -y**2)  # y = 1 / (1 + t): infinite at t = -1
-    run = rf.integrate(blowup, np.array([1.0]), -2.0, backward=True)
+    run = rf.integrate(blowup, np.array([1.0]), -2.0, backward=True, backend="scipy")
     assert run.status.startswith("diverged at t=-1")
     back = rf.Trajectory.load(ens.save(tmp_path / "back.npz"))
     assert back.backward and np.array_equal(back.t, ens.t)
@@ -55,3 +55,96 @@ def test_backward_is_said_and_sdes_refuse_it():
     sde = rf.SDE(lambda t, y, a: -y, lambda t, y, a: 0.1 * jnp.ones_like(y))
     with pytest.raises(ValueError, match="backward=True integrates ODEs only"):
         rf.integrate(sde, Y0, -1.0, backward=True, dt=0.01)
+
+
+# ----------------------------------------------------------------------------- events
+
+
+def _decay(t, y, args):
+    return -args["k"] * y
+
+
+DECAY = rf.ODE(_decay, args={"k": 2.0})
+
+
+def _first(y, args):
+    return y[0]
+
+
+@pytest.mark.parametrize("backend", ["diffrax", "scipy"])
+def test_a_terminal_event_stops_at_the_closed_form_time(backend):
+    """y = y0 exp(-k t) crosses the level c at t = log(y0 / c) / k."""
+    event = rf.Event(_first, level=0.1, direction=-1)
+    one = rf.integrate(DECAY, np.array([1.0]), 5.0, backend=backend, event=event, ts=np.linspace(0, 5, 11))
+    t_event = np.log(10.0) / 2.0
+    assert one.status == f"event at t={t_event:.6g}" and one.ok
+    np.testing.assert_allclose(one.events.t, [t_event], rtol=1e-8)
+    assert one.t[-1] == one.events.t[0] and abs(one.y[-1, 0] - 0.1) < 1e-8 and np.all(one.t[:-1] < t_event)
+    starts = np.array([[1.0], [4.0], [0.05]])  # the last starts below the level: no crossing
+    ens = rf.integrate(DECAY, starts, 5.0, batched=True, backend=backend, event=event)
+    np.testing.assert_allclose(ens.events.t[:2, 0], np.log(starts[:2, 0] / 0.1) / 2.0, rtol=1e-8)
+    assert np.isnan(ens.events.t[2, 0]) and ens.status.startswith("event at t=1.15129 (2 of 3 paths")
+    assert np.isnan(ens.y[0, -1, 0]) and ens.y[2, -1, 0] == pytest.approx(0.05 * np.exp(-10), abs=1e-9)
+    upward = rf.integrate(DECAY, np.array([1.0]), 1.0, backend=backend, event=rf.Event(_first, 0.1, direction=1))
+    assert upward.status == "ok" and upward.events.count == 0 and upward.t[-1] == 1.0
+
+
+def test_plain_callable_events_backward_records_and_files(tmp_path):
+    circle = rf.integrate(ROTATION, Y0, 10.0, event=rf.Event(_first, level=-0.5))  # cos t = -1/2
+    np.testing.assert_allclose(circle.events.t, [2 * np.pi / 3], rtol=1e-8)
+    zero = rf.integrate(ROTATION, Y0, 10.0, event=_first, backend="scipy")  # a plain callable: its zero
+    np.testing.assert_allclose(zero.events.t, [np.pi / 2], rtol=1e-8)
+    back = rf.integrate(DECAY, np.array([1.0]), -2.0, backward=True, event=rf.Event(_first, level=2.0))
+    np.testing.assert_allclose(back.events.t, [-np.log(2.0) / 2.0], rtol=1e-8)
+    crossings = rf.integrate(ROTATION, Y0, 10.0, backend="scipy", event=rf.Event(_first, terminal=False))
+    assert crossings.status == "ok" and crossings.t[-1] == 10.0 and crossings.events.count == 3
+    np.testing.assert_allclose(crossings.events.t, np.pi / 2 + np.pi * np.arange(3), rtol=1e-8)
+    np.testing.assert_allclose(np.abs(crossings.events.y[:, 1]), 1.0, rtol=1e-7)
+    loaded = rf.Trajectory.load(crossings.save(tmp_path / "events.npz"))
+    np.testing.assert_array_equal(loaded.events.t, crossings.events.t)
+    assert not loaded.events.terminal and loaded.status == "ok"
+
+
+def test_events_refused_where_they_cannot_run():
+    sde = rf.SDE(lambda t, y, a: -y, lambda t, y, a: 0.1 * jnp.ones_like(y))
+    with pytest.raises(ValueError, match="SDE backends .* have no events"):
+        rf.integrate(sde, Y0, 1.0, dt=0.01, event=_first)
+    with pytest.raises(ValueError, match="non-terminal event .* needs backend='scipy'"):
+        rf.integrate(ROTATION, Y0, 1.0, event=rf.Event(_first, terminal=False))
+    with pytest.raises(ValueError, match="must return one number"):
+        rf.integrate(ROTATION, Y0, 1.0, event=lambda y, a: y)
+    with pytest.raises(ValueError, match="direction must be -1, 0 or \\+1"):
+        rf.integrate(ROTATION, Y0, 1.0, event=rf.Event(_first, direction=2))
+
+
+# ----------------------------------------------------------------------------- dense output
+
+
+@pytest.mark.parametrize("backend", ["diffrax", "scipy"])
+def test_dense_output_is_as_accurate_as_the_solve(backend, tmp_path):
+    ts = np.linspace(0.0, 3.0, 301)
+    traj = rf.integrate(ROTATION, Y0, 3.0, backend=backend, dense=True)
+    between = np.abs(traj.interpolate(ts) - _exact(ts)).max()
+    at_steps = np.abs(traj.y - _exact(traj.t)).max()
+    assert between < 1e-7 and between < 3 * at_steps  # as good between the steps as at them
+    assert len(traj.t) < 60  # and the steps are far apart: the interpolant does the work
+    np.testing.assert_allclose(traj(1.0), _exact(1.0), atol=1e-7)
+    coarse = rf.integrate(ROTATION, Y0, -3.0, backward=True, backend=backend, ts=[-1.5, -3.0], dense=True)
+    assert len(coarse.t) == 2
+    np.testing.assert_allclose(coarse.interpolate(-ts), _exact(-ts), atol=1e-7)
+    loaded = rf.Trajectory.load(traj.save(tmp_path / "dense.npz"))
+    np.testing.assert_array_equal(loaded.interpolate(ts), traj.interpolate(ts))
+
+
+def test_dense_output_errors():
+    plain = rf.integrate(ROTATION, Y0, 1.0)
+    with pytest.raises(ValueError, match="no dense output; integrate with dense=True"):
+        plain.interpolate([0.5])
+    stopped = rf.integrate(ROTATION, Y0, 3.0, dense=True, event=_first)
+    with pytest.raises(ValueError, match=r"ts must lie in the span the run covered, \[0, 1.5708\]"):
+        stopped(2.0)
+    with pytest.raises(ValueError, match="dense=True keeps the steps of one path"):
+        rf.integrate(ROTATION, Y0, 1.0, paths=2, dense=True)
+    sde = rf.SDE(lambda t, y, a: -y, lambda t, y, a: 0.1 * jnp.ones_like(y))
+    with pytest.raises(ValueError, match="dense=True interpolates ODE solutions"):
+        rf.integrate(sde, Y0, 1.0, dt=0.01, dense=True)

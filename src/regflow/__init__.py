@@ -14,6 +14,7 @@ _jax.config.update("jax_enable_x64", True)
 from ._system import ODE, SDE, Map  # noqa: E402
 from ._trajectory import Trajectory  # noqa: E402
 from ._integrate import integrate, iterate  # noqa: E402
+from ._events import Event, EventLog  # noqa: E402
 from ._methods import (  # noqa: E402
     full_loss,
     gradient_descent,
@@ -79,6 +80,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'regflow' has no attribute {name!r}")
 __all__ = [
     "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate",
+    "Event", "EventLog",
     "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
     "backward_error_flow", "backward_error_field",
     "nmgd", "halpern", "nmgd_flow", "power_schedule", "decay_schedule", "nmgd_partner",

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _memory, _noise, _tree, _validate
+from . import _dense, _events, _memory, _noise, _tree, _validate
 from ._compiled import bind_quantity, compile_system, split
 from ._progress import progress_enabled
 from ._system import ODE, SDE, Map, describe
@@ -38,14 +38,16 @@ GRID_TOL = 1e-9
 class Solution(NamedTuple):
     """What a backend returns: saved times (n,), states (paths, n, dim), the time each path
     stopped early (``inf`` if it reached t1) and, optionally, whether that stop was a solver
-    failure rather than a divergence, and solver statistics (steps, accepted, rejected,
-    function evaluations: whatever the library reports, summed over paths)."""
+    failure rather than a divergence, solver statistics (steps, accepted, rejected,
+    function evaluations: whatever the library reports, summed over paths) and the crossings
+    of the run's event."""
 
     t: np.ndarray
     ys: np.ndarray
     stop_t: np.ndarray
     failed: np.ndarray | None = None
     stats: dict | None = None
+    events: Any = None  # (per-path crossing times, per-path flat states) of the run's event
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +76,12 @@ class Problem:
     user_system: Any = None
     user_args: Any = None
     save: Any = None  # (bound quantity on flat states, its params), or None: save the states
+    event: Any = None  # (g, params, direction, terminal) of `regflow._events.bound`, or None
 
 
 def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, rtol=1e-8,
               atol=1e-10, dt=None, paths=None, batched=False, seed=0, save=None, progress=None,
-              backward=False) -> Trajectory:
+              backward=False, event=None, dense=False) -> Trajectory:
     r"""Integrate an `ODE` or `SDE` from ``t0`` to ``t1``.
 
     Parameters
@@ -114,6 +117,15 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
     backward : integrate an ODE backward in time, from ``t0`` down to ``t1 < t0`` (backends
         ``"diffrax"`` and ``"scipy"``; said explicitly, so a sign slip in ``t1`` is an error).
         ``traj.t`` then decreases from ``t0`` to ``t1``.  SDEs run forward only.
+    event : an `Event` (or a quantity ``q(y, args)`` whose zero crossing is the event) of an
+        ODE on ``"diffrax"`` or ``"scipy"`` (`regflow._events`): a terminal one ends the run
+        where it fires (``status`` ``"event at t=..."``, the last save the state there; an
+        ensemble's saves after each path's event are NaN), a non-terminal one (scipy) records
+        every crossing.  ``traj.events`` holds the crossings' times and states.
+    dense : keep a dense output of one ODE path (`regflow._dense`: a cubic Hermite interpolant
+        through the solver's accepted steps and the field there; with ``ts`` the steps come
+        from a second solve): ``traj.interpolate(ts)`` or ``traj(t)`` give the state anywhere
+        in the span the run covered.
 
     Returns
     -------
@@ -154,6 +166,8 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
     ts = _check_ts(ts, t0, t1)
     saved = _check_save_quantity(save, structure, args)
     _check_names_fit(system, structure, saved)
+    checked_event = _events.check_event(event, structure, args, system, backend)
+    _dense.check(dense, system, ensemble)
     width = structure.size if saved is None else saved.size
     if isinstance(system, SDE):
         method = _check_sde_method(system, backend, method)
@@ -180,9 +194,12 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
     flat, params = compile_system(flatten_system(system, structure), args)
     native = backend == "jax" or backend == "diffrax" and isinstance(system, ODE)
     problem = Problem(flat, y0, ensemble, t0, t1, ts, method, rtol, atol, dt, seed, params, save_idx, progress,
-                      structure, system, args, _bound_save(save, structure, args, native))
+                      structure, system, args, _bound_save(save, structure, args, native),
+                      _events.bound_event(checked_event, structure, args))
     solution = Solution(*_backend_module(backend, system).solve(problem))
-    return _trajectory(problem, backend, _saved(problem, solution, save, saved))
+    solution = _events.end_at_event(problem, solution)
+    hermite = _dense_output(problem, backend, solution) if dense else None
+    return _trajectory(problem, backend, _saved(problem, solution, save, saved), hermite)
 
 
 def iterate(map_, y0, steps, *, paths=None, batched=False, seed=0, every=1, save=None,
@@ -261,6 +278,16 @@ def _bound_save(save, structure, args, native):
     return bind_quantity(static), (dynamic, args)
 
 
+def _dense_output(problem, backend, solution):
+    """The `regflow._dense.Hermite` interpolant through the solver's steps (a second solve
+    saving its steps when the run saved at ``ts``)."""
+    if problem.ts is not None or problem.save is not None:
+        steps = dataclasses.replace(problem, ts=None, save=None)
+        solution = Solution(*_backend_module(backend, problem.user_system).solve(steps))
+    solution = _after_divergence(problem, solution)
+    return _dense.knots(problem.system.vector_field, solution.t, solution.ys[0], problem.args)
+
+
 def _saved(problem, solution, save, structure):
     """The solution with the divergence rule applied (`_after_divergence`) and, with ``save``, its
     values (of `Structure` ``structure``): computed by the backend, or from its states here."""
@@ -308,7 +335,7 @@ def flatten_system(system, structure):
     return system.replace(drift=field(system.drift), diffusion=diffusion)
 
 
-def _trajectory(problem, backend, solution) -> Trajectory:
+def _trajectory(problem, backend, solution, dense=None) -> Trajectory:
     solution, structure = solution if isinstance(solution, tuple) and len(solution) == 2 else (solution, None)
     saved = structure is not None
     structure = structure or problem.structure
@@ -334,8 +361,12 @@ def _trajectory(problem, backend, solution) -> Trajectory:
     if solution.stats:
         meta["stats"] = solution.stats
     diverged = np.isfinite(div_t)
+    events, hit = _events.run_log(problem, solution)
     if problem.ensemble:
         status = "ok"
+        if hit.any() and not diverged.any():
+            status = (f"event at t={np.nanmin(events.t[:, 0]):.6g} ({int(hit.sum())} of {len(hit)} paths; "
+                      f"see events)")
         if diverged.any():
             word = "failed" if failed[diverged].any() else "diverged"
             status = (f"{word} at t={div_t.min():.6g} ({int(diverged.sum())} of {len(div_t)} paths; "
@@ -343,15 +374,16 @@ def _trajectory(problem, backend, solution) -> Trajectory:
             if failed.any():
                 status += FAILURE_HINT
         return Trajectory.from_flat(t, ys, structure, names=names, status=status, diverged_at=div_t,
-                                    meta=meta, ensemble=True)
+                                    meta=meta, ensemble=True, events=events)
     y = ys[0]
-    status = "ok"
+    status = f"event at t={events.t[0]:.6g}" if hit[0] else "ok"
     if diverged[0]:
         sign = np.sign(problem.t1 - problem.t0)
         keep = np.all(np.isfinite(y), axis=-1) & ((sign * (t - div_t[0]) < 0) | (t == problem.t0))
         t, y = t[keep], y[keep]
         status = f"diverged at t={div_t[0]:.6g}" if not failed[0] else f"failed at t={div_t[0]:.6g}" + FAILURE_HINT
-    return Trajectory.from_flat(t, y, structure, names=names, status=status, meta=meta, ensemble=False)
+    return Trajectory.from_flat(t, y, structure, names=names, status=status, meta=meta, ensemble=False,
+                                events=events, dense=dense)
 
 
 def _backend_module(backend, system):

@@ -20,7 +20,7 @@ from ._compiled import bind_quantity, split
 from ._trajectory_file import FORMAT_VERSION, READABLE_FORMATS, SUFFIX  # noqa: F401
 
 #: Status words: ``"ok"``, or a status starting with one of these and naming the time.
-STATUS_WORDS = ("diverged", "failed")
+STATUS_WORDS = ("diverged", "failed", "event")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -41,6 +41,10 @@ class Trajectory:
     diverged_at : (paths,) time each path left the finite numbers (``inf`` if it did not);
         ``None`` for a single path.  States of an ensemble path after that time are NaN.
     meta : system, args, seed, backend, method, library versions.
+    events : the crossings of the run's `Event` (an `EventLog`: ``t``, ``y``, ``terminal``),
+        or ``None`` when it had none.
+    dense : the dense output of a run with ``dense=True`` (`regflow._dense.Hermite`), used by
+        `interpolate`; ``None`` otherwise.
 
     The fields are checked when a trajectory is built: ``t`` 1-D, finite and strictly
     increasing (decreasing for a backward run, ``meta["t1"] < meta["t0"]``); ``y`` real, with one state per time; one distinct name per coordinate;
@@ -61,6 +65,8 @@ class Trajectory:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     ensemble: bool | None = None
     structure: Any = None
+    events: Any = None
+    dense: Any = None
 
     def __post_init__(self):
         object.__setattr__(self, "t", _check_times(self.t, backward=self.backward))
@@ -137,7 +143,8 @@ class Trajectory:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """Reached ``t1``, or stopped at its terminal event (not diverged, not failed)."""
+        return self.status == "ok" or self.status.startswith("event")
 
     @property
     def is_ensemble(self) -> bool:
@@ -158,6 +165,19 @@ class Trajectory:
             raise KeyError(f"no coordinate or leaf {name!r}; this trajectory has leaves {self.structure.leaf_names} "
                            f"and coordinates {some}")
         return self.flat[..., names.index(name)]
+
+    def interpolate(self, ts):
+        """The state at times ``ts`` (a number or an array, inside the span the run covered)
+        from the dense output of ``integrate(..., dense=True)``: shaped like ``y`` with a
+        leading ``len(ts)`` axis (none for a number).  ``traj(t)`` is the same."""
+        if self.dense is None:
+            raise ValueError("this trajectory has no dense output; integrate with dense=True (an ODE, one path) to "
+                             "interpolate between saved times")
+        flat = self.dense(ts)
+        return flat if self.structure.trivial else self.structure.unravel(flat)
+
+    def __call__(self, t):
+        return self.interpolate(t)
 
     def evaluate(self, q, args=None):
         """A quantity ``q(y, args)`` at every saved state (``y`` in the state's own structure).
@@ -209,7 +229,7 @@ class Trajectory:
 
         ``path`` ends in ``.npz`` (a path without a suffix gets ``.npz``; other suffixes are
         refused: use `to_xarray` for netCDF or CSV).  Kept: times, states, names, status,
-        ``diverged_at``, metadata, the pytree structure (dicts, lists and tuples rebuild on
+        ``diverged_at``, events, dense output, metadata, the pytree structure (dicts, lists and tuples rebuild on
         `load`; other containers load as a dict by leaf path, or pass ``like=``) and ``args``
         when they are numbers, strings, arrays and dicts, lists or tuples of them (else they
         are left out, with a warning).
@@ -248,6 +268,7 @@ class Trajectory:
                               UserWarning, stacklevel=3)
             else:
                 arrays.update({_file.ARGS_ARRAY.format(i): a for i, a in enumerate(args_arrays)})
+        _file.encode_run_extras(self.events, self.dense, header, arrays)
         arrays["header"] = np.array(json.dumps(header))
         return arrays
 
@@ -285,6 +306,7 @@ class Trajectory:
                 raise ValueError(f"like= has leaf shapes {wanted.shapes} but {path} holds {structure.shapes}; pass a "
                                  f"state of the saved structure, or leave like=None")
             structure = wanted
+        fields.update(_file.decode_run_extras(header, arrays, structure, bad))
         try:
             return cls.from_flat(t, flat, structure, **fields)
         except (TypeError, ValueError) as err:
@@ -397,8 +419,8 @@ def _check_names(names, size) -> tuple[str, ...]:
 
 def _check_status(status):
     if not isinstance(status, str) or not (status == "ok" or status.startswith(STATUS_WORDS)):
-        raise ValueError(f"status must be 'ok' or a text starting with 'diverged' or 'failed' that names the time "
-                         f"(e.g. 'diverged at t=0.5'), got {status!r}")
+        raise ValueError(f"status must be 'ok' or a text starting with 'diverged' or 'failed' (or 'event') that "
+                         f"names the time (e.g. 'diverged at t=0.5'), got {status!r}")
 
 
 def _check_diverged_at(diverged_at, paths) -> np.ndarray:

@@ -5,9 +5,13 @@ Entries: ``t`` (n,) times; ``y`` the flat states ``(n, dim)`` or ``(paths, n, di
 ``header``, a JSON text with ``format``, ``names``, ``status``, ``ensemble``, ``structure``
 (leaf shapes, leaf names, a skeleton of the containers), ``meta`` (metadata as JSON) and
 ``args_value`` (the args as a JSON tree whose arrays refer to ``args_<i>``; absent when
-they are not numbers, strings, arrays and dicts, lists or tuples of them).
+they are not numbers, strings, arrays and dicts, lists or tuples of them).  A run with an
+event adds ``event_t``, ``event_y`` (its `EventLog`, flat states) and ``events`` in the header
+(``{"terminal": ...}``); a run with dense output ``dense_t``, ``dense_y``, ``dense_dy``,
+``dense_ddy`` (the knots of `regflow._dense.Hermite`) and ``dense`` in the header.
 
-Format 3 added ``args_value``; formats 1 (flat states, no structure) and 2 still load.
+Format 4 added events and dense output, format 3 ``args_value``; formats 1 (flat states, no
+structure), 2 and 3 still load.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import numpy as np
 
 from . import _tree
 
-#: Version of files written by `Trajectory.save`; 1 (flat states) and 2 (no args) still load.
-FORMAT_VERSION = 3
-READABLE_FORMATS = (1, 2, 3)
+#: Version of files written by `Trajectory.save`; 1 (flat states), 2 (no args) and 3 (no
+#: events or dense output) still load.
+FORMAT_VERSION = 4
+READABLE_FORMATS = (1, 2, 3, 4)
+#: Arrays of a dense output (`regflow._dense.Hermite` fields) in the file.
+DENSE_ARRAYS = {"t": "dense_t", "y": "dense_y", "dy": "dense_dy", "ddy": "dense_ddy"}
 SUFFIX = ".npz"
 #: What `Trajectory.save` suggests for other suffixes.
 OTHER_FORMATS = {".nc": "traj.to_xarray().to_netcdf(path)", ".csv": "traj.to_xarray().to_dataframe().to_csv(path)"}
@@ -187,3 +194,35 @@ def decode_args(node, arrays):
     if kind == "dict":
         return {k: decode_args(v, arrays) for k, v in value}
     return {"list": list, "tuple": tuple}[kind](decode_args(v, arrays) for v in value)
+
+
+def encode_run_extras(events, dense, header, arrays):
+    """Add a run's `EventLog` and dense output (if any) to the header and arrays of its file."""
+    if events is not None:
+        header["events"] = {"terminal": bool(events.terminal)}
+        arrays["event_t"], arrays["event_y"] = np.asarray(events.t), np.asarray(events.flat)
+    if dense is not None:
+        header["dense"] = "hermite5"
+        arrays.update({name: np.asarray(getattr(dense, field)) for field, name in DENSE_ARRAYS.items()})
+
+
+def decode_run_extras(header, arrays, structure, bad):
+    """``{"events": EventLog, "dense": Hermite}`` as far as the file has them."""
+    from ._dense import Hermite
+    from ._events import EventLog
+
+    out = {}
+    try:
+        if "events" in header:
+            t, y = arrays["event_t"], arrays["event_y"]
+            if y.shape != (*t.shape, structure.size):
+                raise ValueError(f"event states of shape {y.shape} for event times {t.shape}")
+            out["events"] = EventLog(t, y, bool(header["events"]["terminal"]), structure)
+        if "dense" in header:
+            knots = {field: arrays[name] for field, name in DENSE_ARRAYS.items()}
+            if any(knots[k].shape != (len(knots["t"]), structure.size) for k in ("y", "dy", "ddy")):
+                raise ValueError("dense knots of mismatched shapes")
+            out["dense"] = Hermite(**knots)
+    except (KeyError, TypeError, ValueError) as err:
+        raise bad(f"its events or dense output cannot be rebuilt ({type(err).__name__}: {err})") from None
+    return out

@@ -18,6 +18,7 @@ import optimistix as optx
 
 from .. import _noise
 from .._tree import flat_value
+from .._events import ROOT_ATOL, ROOT_RTOL
 from ._common import DIVERGENCE_BOUND, MAX_STEPS, diffusion_matrix, noise_dim, nonfinite_near, start_ok
 
 ODE_SOLVERS = {"dopri5": dfx.Dopri5, "tsit5": dfx.Tsit5, "dop853": dfx.Dopri8, "dopri8": dfx.Dopri8,
@@ -60,6 +61,20 @@ def _diverged(t, y, args, **kwargs):
 
 
 _EVENT = dfx.Event(_diverged)
+
+
+def _events(user, params):
+    """The divergence event, and the run's own (``user``: ``(g, direction)`` of
+    `regflow._events.bound`, applied to ``params``) with a root finder for its time."""
+    if user is None:
+        return _EVENT
+    g, direction = user
+
+    def crossing(t, y, args, **kwargs):
+        return g(y, params)
+
+    return dfx.Event((_diverged, crossing), root_finder=optx.Newton(rtol=ROOT_RTOL, atol=ROOT_ATOL),
+                     direction=(None, {1: True, -1: False, 0: None}[direction]))
 #: Adaptive steps may not shrink below this fraction of the time span: a solve whose steps
 #: would (a field that is not finite ahead, a discontinuity it cannot pass) stops at once
 #: (``dt_min_reached``) instead of spending its whole step budget on rejected steps.
@@ -68,8 +83,9 @@ DTMIN_RTOL = 1e-14
 #: growing steps (log-time growth) must still take its first, small steps.
 DTMIN_SPAN = 1e4
 #: Outcome codes of a path: reached t1; diverged (the state left the finite numbers or
-#: passed the bound); the solver failed; the field was not finite at the start (not solved).
-OK, DIVERGED, FAILED, BAD_START = 0, 1, 2, 3
+#: passed the bound); the solver failed; the field was not finite at the start (not solved);
+#: stopped at the run's terminal event.
+OK, DIVERGED, FAILED, BAD_START, EVENT = 0, 1, 2, 3, 4
 
 
 def _error_norm(x):
@@ -96,10 +112,10 @@ def _saveat(save, ts):
     return dfx.SaveAt(subs=(dfx.SubSaveAt(ts=ts, fn=fn), dfx.SubSaveAt(t1=True)))
 
 
-def _ended(sol):
+def _ended(sol, user=False):
     """``(saved times, saved values, end time, end state, outcome, stats)`` of one solve."""
     (ts, t_end), (ys, y_end) = sol.ts, sol.ys
-    return ts, ys, t_end[0], y_end[0], _outcome(sol), _stats(sol)
+    return ts, ys, t_end[0], y_end[0], _outcome(sol, user), _stats(sol)
 
 
 def _guarded(batch, fields, save):
@@ -127,17 +143,18 @@ def _guarded(batch, fields, save):
 
 
 @functools.lru_cache(maxsize=256)
-def _ode_program(vector_field, method, fixed, max_steps, ensemble, save=None):
+def _ode_program(vector_field, method, fixed, max_steps, ensemble, save=None, user=None):
     """All paths (vmapped over an ensemble; one path as a batch of one), saving at ``ts`` the
-    states or ``save``'s values; ``args`` is ``(params, save_params)``."""
+    states or ``save``'s values; ``args`` is ``(params, save_params, event_params)``; ``user``
+    the run's terminal event (`_events`)."""
     term = dfx.ODETerm(lambda t, y, args: vector_field(t, y, args[0]))
     solver = ODE_SOLVERS[method]()
 
     def solve(y0, args, t0, t1, ts, rtol, atol, dt):
         sol = dfx.diffeqsolve(term, solver, t0, t1, dt if fixed else None, y0, args, saveat=_saveat(save, ts),
                               stepsize_controller=_controller(fixed, rtol, atol, t1 - t0),
-                              max_steps=max_steps, event=_EVENT, throw=False)
-        return _ended(sol)
+                              max_steps=max_steps, event=_events(user, args[2]), throw=False)
+        return _ended(sol, user is not None)
 
     if ensemble:
         batch = jax.vmap(solve, in_axes=(0, None, None, None, None, None, None, None))
@@ -147,19 +164,19 @@ def _ode_program(vector_field, method, fixed, max_steps, ensemble, save=None):
 
 
 @functools.lru_cache(maxsize=256)
-def _steps_program(vector_field, method, fixed, buffer_steps, first):
+def _steps_program(vector_field, method, fixed, buffer_steps, first, user=None):
     """One path, saving the steps it takes into a buffer of ``buffer_steps``; ``first=False``
-    goes on from a previous buffer with its last step size."""
+    goes on from a previous buffer with its last step size; ``user`` the run's terminal event."""
     term = dfx.ODETerm(vector_field)
     solver = ODE_SOLVERS[method]()
 
-    def solve(y0, args, t0, t1, rtol, atol, dt, span):
+    def solve(y0, args, t0, t1, rtol, atol, dt, span, event_params):
         dt0 = dt if (fixed or not first) else None
         sol = dfx.diffeqsolve(term, solver, t0, t1, dt0, y0, args, saveat=dfx.SaveAt(steps=True),
                               stepsize_controller=_controller(fixed, rtol, atol, span), max_steps=buffer_steps,
-                              event=_EVENT, throw=False)
+                              event=_events(user, event_params), throw=False)
         more = sol.result == dfx.RESULTS.max_steps_reached
-        return sol.ts, sol.ys, jnp.where(more, -1, _outcome(sol)), _stats(sol)
+        return sol.ts, sol.ys, jnp.where(more, -1, _outcome(sol, user is not None)), _stats(sol)
 
     if not first:
         return jax.jit(solve)
@@ -175,11 +192,12 @@ def _steps_program(vector_field, method, fixed, buffer_steps, first):
     return jax.jit(guarded)
 
 
-def _outcome(sol):
+def _outcome(sol, user=False):
     """`OK`: reached t1; `DIVERGED`: left the finite numbers (the divergence event);
-    `FAILED`: the solver could not go on."""
+    `FAILED`: the solver could not go on; `EVENT`: the run's own event (``user``) stopped it."""
+    stopped = DIVERGED if not user else jnp.where(sol.event_mask[1] & ~sol.event_mask[0], EVENT, DIVERGED)
     return jnp.where(sol.result == dfx.RESULTS.successful, OK,
-                     jnp.where(sol.result == dfx.RESULTS.event_occurred, DIVERGED, FAILED))
+                     jnp.where(sol.result == dfx.RESULTS.event_occurred, stopped, FAILED))
 
 
 @functools.lru_cache(maxsize=256)
@@ -223,10 +241,20 @@ def solve(problem):
     if problem.ts is None:
         return _solve_steps(problem, fixed, max_steps, dt)
     save, save_params = problem.save or (None, None)
-    program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps, problem.ensemble, save)
-    out = program(y0, (problem.args, save_params), problem.t0, problem.t1, jnp.asarray(problem.ts),
+    user, event_params = _user_event(problem)
+    program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps, problem.ensemble, save,
+                           user)
+    out = program(y0, (problem.args, save_params, event_params), problem.t0, problem.t1, jnp.asarray(problem.ts),
                   problem.rtol, problem.atol, dt)
     return _finish(problem, problem.system.vector_field, *out)
+
+
+def _user_event(problem):
+    """``((g, direction), params)`` of the run's terminal event, or ``(None, None)``."""
+    if problem.event is None:
+        return None, None
+    g, params, direction, _ = problem.event
+    return (g, direction), params
 
 
 def _finish(problem, field, ts, ys, t_end, y_end, outcome, stats):
@@ -238,13 +266,19 @@ def _finish(problem, field, ts, ys, t_end, y_end, outcome, stats):
     saves = np.asarray(problem.ts)
     kept = ys.copy()
     kept[ts != saves[None, :]] = np.nan
-    stop = np.where(outcome == OK, np.inf, t_end)
+    stop = np.where((outcome == OK) | (outcome == EVENT), np.inf, t_end)
     failed = outcome == FAILED
+    events = None
+    if problem.event is not None:
+        hit = outcome == EVENT
+        y_end = np.asarray(y_end)
+        events = ([t_end[p:p + 1] if hit[p] else np.zeros(0) for p in range(len(hit))],
+                  [y_end[p:p + 1] if hit[p] else np.zeros((0, y_end.shape[-1])) for p in range(len(hit))])
     if field is not None and failed.any():
         near = nonfinite_near(field, t_end[failed], np.asarray(y_end)[failed], problem.args,
                               problem.t1 - problem.t0)
         failed[np.flatnonzero(failed)[near]] = False
-    return saves, kept, stop, failed, _stats_dict(np.asarray(stats))
+    return saves, kept, stop, failed, _stats_dict(np.asarray(stats)), events
 
 
 def _stats_dict(stats):
@@ -261,9 +295,11 @@ def _solve_steps(problem, fixed, max_steps, dt):
     t_parts, y_parts, stats = [np.array([problem.t0])], [problem.y0[:1]], np.zeros(3)
     t, y, step, first = problem.t0, jnp.asarray(problem.y0[0]), dt, True
     span, end = problem.t1 - problem.t0, problem.t0
+    user, event_params = _user_event(problem)
     while True:
-        program = _steps_program(problem.system.vector_field, problem.method, fixed, buffer_steps, first)
-        ts, ys, outcome, st = program(y, problem.args, t, problem.t1, problem.rtol, problem.atol, step, span)
+        program = _steps_program(problem.system.vector_field, problem.method, fixed, buffer_steps, first, user)
+        ts, ys, outcome, st = program(y, problem.args, t, problem.t1, problem.rtol, problem.atol, step, span,
+                                      event_params)
         ts, ys, outcome = np.asarray(ts), np.asarray(ys), int(outcome)
         stats += np.asarray(st)
         reached = np.isfinite(ts)
@@ -278,8 +314,14 @@ def _solve_steps(problem, fixed, max_steps, dt):
             step = float(ts[keep][-1] - ts[keep][-2])
         t, y, first = float(ts[keep][-1]), jnp.asarray(ys[keep][-1]), False
     t_all, y_all = np.concatenate(t_parts), np.concatenate(y_parts)
+    distinct = np.append(np.diff(t_all) != 0, True)  # with a real-valued event diffrax saves the last step twice
+    t_all, y_all = t_all[distinct], y_all[distinct]
     outcome = FAILED if outcome == -1 else outcome
-    stop = {OK: np.inf, BAD_START: problem.t0, DIVERGED: end}.get(outcome, t_all[-1])
+    stop = {OK: np.inf, BAD_START: problem.t0, DIVERGED: end, EVENT: np.inf}.get(outcome, t_all[-1])
     failed = outcome == FAILED and not nonfinite_near(problem.system.vector_field, t_all[-1:], y_all[-1:],
                                                       problem.args, span)[0]
-    return t_all, y_all[None], np.array([stop]), np.array([failed]), _stats_dict(stats)
+    events = None
+    if problem.event is not None:
+        hit = outcome == EVENT
+        events = ([t_all[-1:] if hit else np.zeros(0)], [y_all[-1:] if hit else np.zeros((0, dim))])
+    return t_all, y_all[None], np.array([stop]), np.array([failed]), _stats_dict(stats), events

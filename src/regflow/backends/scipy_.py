@@ -37,6 +37,22 @@ EVALS_PER_STEP_LIMIT = 10_000
 REDO_BACKOFF = (0.0, 1e-9, 1e-6, 1e-3)
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled_event(g):
+    return jax.jit(g)
+
+
+class _UserEvent:
+    """The run's `regflow.Event` as solve_ivp calls it: ``g(y) = q(y, args) - level``."""
+
+    def __init__(self, event):
+        g, self.params, self.direction, self.terminal = event
+        self.g = _compiled_event(g)
+
+    def __call__(self, t, y):
+        return float(self.g(jnp.asarray(y), self.params))
+
+
 class _Stuck(Exception):
     """The solve cannot go on inside a step (`EVALS_PER_STEP_LIMIT`, or a non-finite Jacobian)."""
 
@@ -88,13 +104,14 @@ class _Field:
 
 
 def _solve_one(problem, f, jac, y0, t1, ts):
-    """One path up to ``t1`` (saving at ``ts``): ``(sol, stop time (inf if it reached t1),
-    whether the field or the state was non-finite)``.
+    """One path up to ``t1`` (saving at ``ts``): ``(sol, stop time (inf if it reached t1 or
+    stopped at the run's terminal event), whether the field or the state was non-finite)``.
 
     A solve stuck inside a step (`_Stuck`, or an implicit step's linear algebra meeting NaN) is
     redone up to its last accepted step (or a little earlier, `REDO_BACKOFF`); ``sol`` is None
     if it stops at the start."""
     method = METHODS[problem.method]
+    user = [] if problem.event is None else [_UserEvent(problem.event)]
 
     def run(field, t_end, t_eval):
         options = {"jac": field.jacobian} if method in IMPLICIT else {}
@@ -102,14 +119,16 @@ def _solve_one(problem, f, jac, y0, t1, ts):
             options["first_step"] = min(problem.dt, abs(t_end - problem.t0))
         with np.errstate(all="ignore"):
             return solve_ivp(field, (problem.t0, t_end), y0, method=method, t_eval=t_eval, rtol=problem.rtol,
-                             atol=problem.atol, events=field.event, **options)
+                             atol=problem.atol, events=[field.event, *user], **options)
 
     field = _Field(f, jac, problem.args, problem.t0, problem.t1 - problem.t0)
     try:  # (sol.stuck: the event ended a solve that stalled or spent its steps)
         sol = run(field, t1, ts)
         sol.stuck = field.stop == "stuck"
-        if sol.status == 1:
+        if sol.status == 1 and len(sol.t_events[0]):
             return sol, float(sol.t_events[0][0]), field.nonfinite
+        if sol.status == 1:  # the run's own terminal event
+            return sol, np.inf, field.nonfinite
         return sol, (np.inf if sol.status == 0 else field.accepted), field.nonfinite
     except _Stuck:
         pass
@@ -138,6 +157,7 @@ def solve(problem):
     f, jac = _compiled(problem.system.vector_field)
     args, ts = problem.args, problem.ts
     t_out, ys, div_t, failed = None, [], [], []
+    event_t, event_y = [], []
     stats = {"num_steps": 0, "nfev": 0, "njev": 0}
     for y0 in problem.y0:
         with np.errstate(all="ignore"):
@@ -152,7 +172,12 @@ def solve(problem):
             div_t.append(stop)
             failed.append(not nonfinite)
             ys.append(y_path)
+            event_t.append(np.zeros(0))
+            event_y.append(np.zeros((0, len(y0))))
             continue
+        if problem.event is not None:
+            event_t.append(np.asarray(sol.t_events[1]))
+            event_y.append(np.asarray(sol.y_events[1]).reshape(-1, len(y0)))
         stats["nfev"] += int(sol.nfev)
         stats["njev"] += int(sol.njev)
         stats["num_steps"] += len(sol.t) - 1 if ts is None else 0
@@ -167,5 +192,6 @@ def solve(problem):
         ys.append(y_path)
     if ts is not None:
         del stats["num_steps"]  # scipy does not report the steps it took between saves
-    return t_out, np.stack(ys), np.array(div_t), np.array(failed), stats
+    events = None if problem.event is None else (event_t, event_y)
+    return t_out, np.stack(ys), np.array(div_t), np.array(failed), stats, events
 
