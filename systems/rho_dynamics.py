@@ -51,6 +51,7 @@ import scipy.optimize
 import scipy.special
 
 import regflow as rf
+from regflow._validate import positive_number
 
 #: Normalized margin :math:`\tilde f(x)` of the single example of sec 22 (kept != 1 so that the
 #: powers of :math:`\tilde f` in eq 103 are visible).
@@ -79,13 +80,6 @@ N_DATA, INIT_SCALE, NET_T1 = 4, 0.7, 10.0
 #: (seed, scale) of the network starts (see `net_starts`).
 START_SEEDS = ((7, 0.7), (7, 1.0), (10, 1.0))
 LOSSES = ("exponential", "square")
-
-
-def _check_positive(x, name):
-    x = float(x)
-    if not (np.isfinite(x) and x > 0):
-        raise ValueError(f"{name} must be positive and finite, got {x}")
-    return x
 
 
 def _check_layers(K, low=1):
@@ -297,7 +291,7 @@ def reduced_field(t, rho, args):
 def reduced_flow(K, margin=MARGIN):
     """The reduced ODE of sec 22 for ``K`` layers (state ``rho1 ... rhoK``)."""
     K = _check_layers(K)
-    margin = _check_positive(margin, "margin")
+    margin = positive_number(margin, "margin")
     return rf.ODE(reduced_field, names=tuple(f"rho{k + 1}" for k in range(K)), args={"margin": margin})
 
 
@@ -491,7 +485,7 @@ REDUCED_OPTIONS = {"rtol": RTOL, "atol": ATOL}
 def one_layer(margin: float = MARGIN, rho0: float = 1.0) -> rf.Method:
     r"""One layer, one example: :math:`\dot\rho = \tilde f e^{-\tilde f\rho}`, so
     :math:`R = e^{\tilde f\rho} = \tilde f^2 t + R_0` and :math:`\rho = \log(\tilde f^2t + R_0)/\tilde f\sim\log t`."""
-    rho0 = _check_positive(rho0, "rho0")
+    rho0 = positive_number(rho0, "rho0")
     flow = reduced_flow(1, margin)
     return rf.Method(
         flow=flow, y0=[rho0], t1=T1, samples=equal_points(1), options=REDUCED_OPTIONS,
@@ -540,7 +534,7 @@ def two_layer(margin: float = MARGIN, rho0: float = 1.0) -> rf.Method:
     r"""Two equal layers, one example: :math:`\dot\rho = \tilde f\rho e^{-\tilde f\rho^2}`;
     :math:`R = e^{\tilde f\rho^2}` obeys :math:`\dot R = 2\tilde f\log R`, so
     :math:`\mathrm{li}(R) = 2\tilde f t + \mathrm{li}(R_0)`, :math:`R = \mathrm{li}^{-1}(2\tilde f t + C)`."""
-    rho0 = _check_positive(rho0, "rho0")
+    rho0 = positive_number(rho0, "rho0")
     rng = np.random.default_rng(4)
     flow = reduced_flow(2, margin)
 
@@ -575,7 +569,7 @@ def deep(K: int = 3, margin: float = MARGIN, rho0: float = 1.0) -> rf.Method:
     :math:`\dot R = K\tilde f^{2/K}(\log R)^{2-2/K}` (eq 103 corrected): the product
     :math:`\rho^K` grows faster than :math:`\log t/\tilde f`, each layer like :math:`(\log t)^{1/K}`."""
     K = _check_layers(K, low=2)
-    rho0 = _check_positive(rho0, "rho0")
+    rho0 = positive_number(rho0, "rho0")
     flow = reduced_flow(K, margin)
     return rf.Method(
         flow=flow, y0=np.full(K, rho0), t1=T1, samples=equal_points(K), options=REDUCED_OPTIONS,
