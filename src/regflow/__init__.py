@@ -38,6 +38,8 @@ from ._spectra import (  # noqa: E402
 )
 from ._compare import Agreement, agreement_order, map_error  # noqa: E402
 from ._central_flow import central_flow, central_flow_sigma2  # noqa: E402
+from ._conservation_laws import Law, conservation_laws, law_coefficients, principal_angles, prove_conserved  # noqa: E402
+from ._lie_algebra import LawCount, count_conservation_laws  # noqa: E402
 from ._networks import Network, stack_states  # noqa: E402
 from ._optax import from_optax, on_params, optax_state  # noqa: E402
 from ._optimizer_flows import adam_flow, heavy_ball_flow, momentum_ode, momentum_start, rmsprop_flow  # noqa: E402
@@ -87,6 +89,7 @@ __all__ = [
     "jacobian", "hessian", "equilibria", "Equilibrium", "lie_derivative",
     "hvp", "hessian_eigs", "sharpness", "sharpness_fn", "hessian_trace", "jacobian_eigs",
     "central_flow", "central_flow_sigma2",
+    "count_conservation_laws", "LawCount", "conservation_laws", "Law", "principal_angles", "law_coefficients", "prove_conserved",
     "map_error", "agreement_order", "Agreement", "sweep",
     "from_optax", "optax_state", "on_params", "heavy_ball_flow", "momentum_ode", "momentum_start", "adam_flow", "rmsprop_flow",
     "Method", "Entry", "entry", "catalogue", "get_entry",
