@@ -110,3 +110,6 @@ def test_bad_loss_is_named():
         rf.central_flow_sigma2(None, 1.0)
     with pytest.raises(TypeError):
         rf.central_flow(loss)  # lr is required: the edge is at 2/lr
+    vector_loss = rf.central_flow(lambda w, a: w**2, lr=1.0)
+    with pytest.raises(ValueError, match="loss must return a scalar"):
+        vector_loss.vector_field(0.0, jnp.asarray(Y0), None)

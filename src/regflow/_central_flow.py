@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from . import _validate
-from ._spectra import BREAKDOWN_RTOL, LANCZOS_ITERS, LANCZOS_SEED
+from ._spectra import BREAKDOWN_RTOL, LANCZOS_ITERS, LANCZOS_SEED, _scalar
 from ._system import ODE
 
 #: Lanczos steps of the central flow's top eigenpair (the dimension, if smaller, is used).
@@ -95,7 +95,7 @@ def edge_terms(loss, w, args, lr, iters=CENTRAL_ITERS, seed=LANCZOS_SEED) -> Edg
     flat, unravel = ravel_pytree(w)
 
     def grad(x):
-        return ravel_pytree(jax.grad(loss)(unravel(x), args))[0]
+        return ravel_pytree(jax.grad(lambda y: _scalar(loss(y, args)))(unravel(x)))[0]
 
     def hvp_at(x, v):
         return jax.jvp(grad, (x,), (v,))[1]
