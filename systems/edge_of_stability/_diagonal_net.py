@@ -32,7 +32,7 @@ X_RANGE = (0.5, 2.0)
 Y = 1.0
 #: Balanced start u = v = ALPHA (sharpness 1.95 there).
 ALPHA = 0.05
-#: Learning rate: the edge 2 / LR = 2.5 lies between the start's sharpness and gradient flow's limit (3.54).
+#: Learning rate: the edge 2 / LR = 2.5 lies between the start's sharpness and gradient flow's limit (3.53).
 LR = 0.8
 #: GD steps; the flow is saved at every step time (t1 = STEPS * LR).
 STEPS = 200
