@@ -146,6 +146,8 @@ def test_bad_inputs_are_named(problem, momentum):
         rf.from_optax(momentum, loss, lr=-0.1)
     with pytest.raises(ValueError, match=r"y0=rf.optax_state\(optimizer, params\)"):
         rf.iterate(rf.from_optax(momentum, loss, args=data), w0, 2)
+    with pytest.raises(ValueError, match="initial state has non-finite entries"):
+        rf.optax_state(optax.lbfgs(), w0)
     with pytest.raises(TypeError, match=r"q must be q\(y, args\)"):
         rf.on_params(lambda w: w)
     with pytest.raises(ValueError, match=r"beta must be in \[0, 1\)"):

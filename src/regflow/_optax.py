@@ -4,9 +4,10 @@ quantities of the parameters lifted to the map's state (`on_params`).
 One step of an optax optimizer on a loss :math:`L(w, \text{args})` is
 
 .. math:: g_k = \nabla L(w_k),\quad (u_k, s_{k+1}) = \text{update}(g_k, s_k, w_k),\quad
-          w_{k+1} = w_k + u_k,
+          w_{k+1} = w_k + u_k
 
-so the map's state is the pytree ``{"params": w, "opt_state": s}``.  Its ``dt``, the flow time
+(an optimizer taking extra arguments, such as ``optax.lbfgs``, also gets ``value``, ``grad``
+and ``value_fn``), so the map's state is the pytree ``{"params": w, "opt_state": s}``.  Its ``dt``, the flow time
 of one step, is the learning rate: given as ``lr=``, or read from the optimizer's state when it
 was built with ``optax.inject_hyperparams`` (``opt_state.hyperparams["learning_rate"]``).
 A learning-rate *schedule* has no single flow time per step, so it needs ``lr=`` said
@@ -97,7 +98,13 @@ def optax_state(optimizer, params) -> dict:
     params = _float64(params)
     if not jax.tree_util.tree_leaves(params):
         raise ValueError("params must be a pytree with at least one array (e.g. a dict of weight matrices)")
-    return {PARAMS: params, OPT_STATE: _float64(optimizer.init(params))}
+    opt_state = _float64(optimizer.init(params))
+    for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]:
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"the optimizer's initial state has non-finite entries (opt_state{jax.tree_util.keystr(path)}"
+                             f"); a regflow state must be finite, so an optimizer whose state starts at inf (such as "
+                             f"optax.lbfgs's best value) cannot be a Map")
+    return {PARAMS: params, OPT_STATE: opt_state}
 
 
 def _restore_dtypes(opt_state, template):
@@ -133,8 +140,12 @@ class OptaxStep:
             hyper = dict(opt_state.hyperparams)
             hyper[LEARNING_RATE] = jnp.asarray(self.lr, dtype=jnp.result_type(hyper[LEARNING_RATE]))
             opt_state = opt_state._replace(hyperparams=hyper)
-        grads = jax.grad(self.loss)(params, args)
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        value, grads = jax.value_and_grad(self.loss)(params, args)
+        if isinstance(self.optimizer, _optax().GradientTransformationExtraArgs):  # e.g. optax.lbfgs's line search
+            updates, opt_state = self.optimizer.update(grads, opt_state, params, value=value, grad=grads,
+                                                       value_fn=lambda p: self.loss(p, args))
+        else:
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
         params = jax.tree_util.tree_map(lambda w, u: w + u, params, updates)
         return {PARAMS: params, OPT_STATE: _float64(opt_state)}
 
@@ -154,7 +165,10 @@ jax.tree_util.register_dataclass(OptaxStep, data_fields=["optimizer", "loss", "l
 def _learning_rate(optimizer):
     """The constant learning rate of an ``inject_hyperparams`` optimizer, or None when it has none
     (a schedule, or an optimizer that keeps it in a closure)."""
-    state = optimizer.init(jnp.zeros(()))
+    try:
+        state = optimizer.init(jnp.zeros(()))
+    except Exception:  # an optimizer whose state needs the parameters' structure (optax.masked ...)
+        return None, "its state cannot be built without the parameters"
     hyper = getattr(state, "hyperparams", None)
     if not isinstance(hyper, Mapping) or LEARNING_RATE not in hyper:
         return None, "it was not built with optax.inject_hyperparams"
