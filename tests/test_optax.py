@@ -125,7 +125,7 @@ def test_momentum_start_matches_the_transient(problem):
     nesterov = rf.momentum_start(loss, w0, beta=BETA, nesterov=True, args=data)
     assert _close(hb["velocity"], jax.tree_util.tree_map(lambda x: -x / (1 + BETA), g))
     assert _close(nesterov["velocity"], jax.tree_util.tree_map(lambda x: -x * (1 + 2 * BETA) / (1 + BETA), g))
-    field = rf.momentum_ode(loss, lr=0.01, beta=BETA).vector_field(0.0, hb, data)
+    field = jax.jit(rf.momentum_ode(loss, lr=0.01, beta=BETA).vector_field)(0.0, hb, data)
     assert _close(field["params"], hb["velocity"])
 
 
