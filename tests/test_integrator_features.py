@@ -148,3 +148,63 @@ def test_dense_output_errors():
     sde = rf.SDE(lambda t, y, a: -y, lambda t, y, a: 0.1 * jnp.ones_like(y))
     with pytest.raises(ValueError, match="dense=True interpolates ODE solutions"):
         rf.integrate(sde, Y0, 1.0, dt=0.01, dense=True)
+
+
+# ----------------------------------------------------------------------------- Brownian paths, SDE orders
+
+
+def _gbm_drift(t, y, args):
+    return args["mu"] * y
+
+
+def _gbm_diffusion(t, y, args):
+    return args["sigma"] * y
+
+
+GBM = rf.SDE(_gbm_drift, _gbm_diffusion, noise="scalar", args={"mu": 0.5, "sigma": 1.0})
+
+
+def _gbm_exact(t, y0, w, args):
+    """X_t = x0 exp((mu - sigma^2/2) t + sigma W_t)."""
+    return y0 * jnp.exp((args["mu"] - 0.5 * args["sigma"] ** 2) * t + args["sigma"] * w)
+
+
+@pytest.mark.parametrize("backend", ["jax", "sdeint"])
+def test_the_brownian_path_is_the_one_the_run_used(backend, tmp_path):
+    """dX = dW from 0: the run's states are its Brownian path, on every backend."""
+    walk = rf.SDE(lambda t, y, a: jnp.zeros_like(y), lambda t, y, a: jnp.ones_like(y), noise="diagonal")
+    traj = rf.integrate(walk, np.zeros(2), 0.5, dt=2**-6, paths=3, seed=7, backend=backend)
+    w = rf.brownian_path(traj)
+    assert w.shape == (3, 33, 2) and np.all(w[:, 0] == 0)
+    np.testing.assert_allclose(w, traj.y, atol=1e-12)
+    np.testing.assert_allclose(np.cumsum(rf.brownian_increments(traj), axis=1), w[:, 1:], atol=1e-12)
+    other = rf.integrate(walk, np.zeros(2), 0.5, dt=2**-6, seed=8, ts=[0.25, 0.5], backend=backend)
+    np.testing.assert_allclose(rf.brownian_path(other), other.y, atol=1e-12)  # one path, saves at ts
+    assert not np.allclose(rf.brownian_path(other), w[0, [16, 32]])  # another seed, another path
+    loaded = rf.Trajectory.load(traj.save(tmp_path / "walk.npz"))
+    np.testing.assert_array_equal(rf.brownian_path(loaded), w)
+    with pytest.raises(ValueError, match="not an SDE run"):
+        rf.brownian_path(rf.integrate(ROTATION, Y0, 0.1, backend="scipy"))
+
+
+DTS = 2.0 ** -np.arange(3, 8)
+
+
+@pytest.mark.parametrize("method, order", [("euler", 0.5), ("milstein", 1.0)])
+def test_strong_orders_on_geometric_brownian_motion(method, order):
+    fit = rf.strong_order(GBM, _gbm_exact, np.ones(1), 1.0, DTS, seed=0, paths=2000, method=method)
+    assert abs(fit.order - order) < 0.12, fit
+    assert np.all(np.diff(fit.errors) < 0)
+
+
+def test_weak_order_of_euler_maruyama_and_a_reference_on_the_same_path():
+    weak = rf.weak_order(GBM, _gbm_exact, np.ones(1), 1.0, 2.0 ** -np.arange(2, 6), seed=1, paths=100_000)
+    assert abs(weak.order - 1.0) < 0.2, weak
+    bias = np.exp(0.5) - (1 + 0.5 * weak.steps) ** (1 / weak.steps)  # E X_1 - E Y_N, exactly
+    np.testing.assert_allclose(weak.errors, bias, rtol=0.3)
+    fine = rf.strong_order(GBM, None, np.ones(1), 1.0, DTS[:3], seed=0, paths=1000, refine=4)
+    assert abs(fine.order - 0.5) < 0.15, fine
+    with pytest.raises(ValueError, match="dts must be whole multiples"):
+        rf.strong_order(GBM, None, np.ones(1), 1.0, [0.1, 0.03])
+    with pytest.raises(TypeError, match="system must be an rf.SDE"):
+        rf.strong_order(ROTATION, _gbm_exact, Y0, 1.0, DTS)

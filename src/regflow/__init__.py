@@ -15,6 +15,8 @@ from ._system import ODE, SDE, Map  # noqa: E402
 from ._trajectory import Trajectory  # noqa: E402
 from ._integrate import integrate, iterate  # noqa: E402
 from ._events import Event, EventLog  # noqa: E402
+from ._brownian import brownian_increments, brownian_path  # noqa: E402
+from ._sde_order import strong_order, weak_order  # noqa: E402
 from ._methods import (  # noqa: E402
     full_loss,
     gradient_descent,
@@ -82,7 +84,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'regflow' has no attribute {name!r}")
 __all__ = [
     "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate",
-    "Event", "EventLog",
+    "Event", "EventLog", "brownian_increments", "brownian_path", "strong_order", "weak_order",
     "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
     "backward_error_flow", "backward_error_field",
     "nmgd", "halpern", "nmgd_flow", "power_schedule", "decay_schedule", "nmgd_partner",

@@ -18,7 +18,7 @@ from ._progress import progress_enabled
 from ._system import ODE, SDE, Map, describe
 from ._trajectory import Trajectory
 from ._versions import versions
-from .backends._common import DIVERGENCE_BOUND
+from .backends._common import DIVERGENCE_BOUND, noise_dim
 
 BACKENDS = ("auto", "scipy", "diffrax", "sdeint", "jax")
 DEFAULT_ODE_METHOD = "dopri5"
@@ -358,6 +358,8 @@ def _trajectory(problem, backend, solution, dense=None) -> Trajectory:
         "atol": problem.atol,
         "versions": versions(),
     }
+    if isinstance(system, SDE):  # with seed, t0 and dt: the Brownian path (`regflow._brownian`)
+        meta["noise_dim"] = noise_dim(problem.system, problem.y0[0], problem.t0, problem.args)
     if solution.stats:
         meta["stats"] = solution.stats
     diverged = np.isfinite(div_t)
