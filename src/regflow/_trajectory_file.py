@@ -196,8 +196,15 @@ def decode_args(node, arrays):
     return {"list": list, "tuple": tuple}[kind](decode_args(v, arrays) for v in value)
 
 
+#: Files without events or dense output are written in this format, which older regflows read.
+PLAIN_FORMAT = 3
+
+
 def encode_run_extras(events, dense, header, arrays):
-    """Add a run's `EventLog` and dense output (if any) to the header and arrays of its file."""
+    """Add a run's `EventLog` and dense output (if any) to the header and arrays of its file
+    (format `FORMAT_VERSION`; a file with neither stays `PLAIN_FORMAT`)."""
+    if events is None and dense is None:
+        header["format"] = PLAIN_FORMAT
     if events is not None:
         header["events"] = {"terminal": bool(events.terminal)}
         arrays["event_t"], arrays["event_y"] = np.asarray(events.t), np.asarray(events.flat)
