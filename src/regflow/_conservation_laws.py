@@ -37,6 +37,8 @@ NULL_TOL = 1e-9
 OVERSAMPLE = 3
 #: Coefficients below this (relative to the largest) are not printed in a law's formula.
 PRINT_TOL = 1e-9
+#: Tolerance of the rational coefficients a `Law` is proven with (relative to its largest).
+RATIONAL_TOL = 1e-8
 #: Most monomials (the operator is dense).
 MAX_MONOMIALS = 4000
 #: Fewest random points where a known law is fitted onto the monomial basis.
@@ -178,7 +180,8 @@ def conservation_laws(model_or_flow, params, args=None, *, degree: int = 2, inpu
     null = np.flatnonzero(rel < tol)
     gap = float(rel[null[0] - 1]) if null.size and null[0] > 0 else (float(rel[-1]) if not null.size else 1.0)
     names = _coordinate_names(structure)
-    return [Law(vt[i].copy(), exps, names, float(rel[i]), gap, f"law {k + 1}") for k, i in enumerate(null)]
+    basis = [vt[i] * np.sign(vt[i][np.argmax(np.abs(vt[i]))]) for i in null]  # largest coefficient positive
+    return [Law(c, exps, names, float(rel[i]), gap, f"law {k + 1}") for k, (c, i) in enumerate(zip(basis, null))]
 
 
 def _span(F, tol):
@@ -277,8 +280,9 @@ def _symbolic(value, symbols):
     if isinstance(value, Law):
         c = np.asarray(value.coefficients)
         scale = np.max(np.abs(c))
-        terms = [sympy.nsimplify(ci / scale, rational=True, tolerance=1e-8) * sympy.prod(
-            [s**int(k) for s, k in zip(symbols, row)]) for ci, row in zip(c, value.monomials) if abs(ci) > PRINT_TOL * scale]
+        terms = [sympy.nsimplify(ci / scale, rational=True, tolerance=RATIONAL_TOL)
+                 * sympy.prod([s**int(k) for s, k in zip(symbols, row)])
+                 for ci, row in zip(c, value.monomials) if abs(ci) > PRINT_TOL * scale]
         return sympy.Add(*terms)
     return sympy.sympify(value)
 

@@ -76,7 +76,9 @@ class LawCount:
     def __eq__(self, other):
         if isinstance(other, (int, np.integer)) and not isinstance(other, bool):
             return self.laws == int(other)
-        return NotImplemented if not isinstance(other, LawCount) else dataclasses.astuple(self) == dataclasses.astuple(other)
+        if not isinstance(other, LawCount):
+            return NotImplemented
+        return dataclasses.astuple(self) == dataclasses.astuple(other)
 
     def __hash__(self):
         return hash(dataclasses.astuple(self))
@@ -175,7 +177,8 @@ def generators(model_or_flow, params, args=None, *, inputs=None, datasets=None, 
         if datasets is None:
             datasets = DATASETS if own is not None else 0
         if isinstance(datasets, bool) or not isinstance(datasets, (int, np.integer)) or datasets < 0:
-            raise ValueError(f"datasets must be an int >= 0 (random data sets besides the flow's own), got {datasets!r}")
+            raise ValueError(f"datasets must be an int >= 0 (random data sets besides the flow's own), got "
+                             f"{datasets!r}")
         field = flow.vector_field
         if datasets == 0:
             def G(theta, data):
@@ -194,7 +197,8 @@ def generators(model_or_flow, params, args=None, *, inputs=None, datasets=None, 
     call = _model_caller(model_or_flow, args)
 
     def outputs(theta, x):
-        return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(call(structure.unravel(theta), x))])
+        out = call(structure.unravel(theta), x)
+        return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(out)])
 
     def G(theta, x):
         return jax.jacfwd(outputs)(theta, x).T
@@ -323,7 +327,8 @@ def count_conservation_laws(model, params, args=None, *, inputs=None, datasets=N
     3
     """
     if not (isinstance(model, ODE) or callable(model)):
-        raise TypeError(f"model must be a function model(params, x) -> outputs or an rf.ODE, got {type(model).__name__}")
+        raise TypeError(f"model must be a function model(params, x) -> outputs or an rf.ODE, got "
+                        f"{type(model).__name__}")
     if callable(model) and not isinstance(model, ODE):
         _check_arity(model, args)
     points = _positive_int(points, "points", "the number of random parameter points where the rank is taken")

@@ -198,7 +198,8 @@ def deep_relu() -> rf.Method:
                             {"flow": rf.gradient_flow(deep_loss(), weight_decay=WEIGHT_DECAY, args=data)}),
         ],
         claims=[
-            rf.Holds(measure=law_count(deep_params, deep_data, hidden, "deep", datasets=DEEP_DATASETS), lo=hidden, hi=hidden,
+            rf.Holds(measure=law_count(deep_params, deep_data, hidden, "deep", datasets=DEEP_DATASETS),
+                     lo=hidden, hi=hidden,
                      name=f"number of laws = {hidden} hidden neurons",
                      what="D - dim Lie(W)(theta) of the flow's fields over data sets (one per hidden neuron)",
                      source=f"{SOURCE}: ReLU networks have one law per hidden neuron and no others"),

@@ -128,7 +128,8 @@ def _perturbations(n, m, keep=()):
     options = {
         "tanh": rf.Perturbation("tanh hidden layer (not homogeneous)", {"flow": flow("tanh", n, m)}),
         "bias": rf.Perturbation(f"fixed hidden bias {BIAS:g}: sigma(V^T x + c)", {"flow": flow_bias(n, m)}),
-        "wd": rf.Perturbation(f"weight decay {WEIGHT_DECAY:g}", {"flow": flow("linear", n, m, weight_decay=WEIGHT_DECAY)}),
+        "wd": rf.Perturbation(f"weight decay {WEIGHT_DECAY:g}",
+                              {"flow": flow("linear", n, m, weight_decay=WEIGHT_DECAY)}),
         "relu2": rf.Perturbation("relu^2 hidden layer (2-homogeneous: |u|^2 - |v|^2/2 is conserved instead)",
                                  {"flow": flow("relu2", n, m)}),
     }
