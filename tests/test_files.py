@@ -372,7 +372,7 @@ def test_load_of_a_newer_format_or_a_missing_file(tmp_path):
     newer = _forge(tmp_path, "new.npz", {"format": FORMAT_VERSION + 1})
     with pytest.raises(ValueError, match="written by a newer regflow .* upgrade regflow"):
         rf.Trajectory.load(newer)
-    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+    with pytest.raises(FileNotFoundError, match="no trajectory file .*nothing.npz: it does not exist; check the path"):
         rf.Trajectory.load(tmp_path / "nothing.npz")
     with pytest.raises(ValueError, match=r"like= has leaf shapes \(\(3,\),\) but .* holds \(\(2,\),\)"):
         rf.Trajectory.load(small().save(tmp_path / "ok.npz"), like=np.zeros(3))

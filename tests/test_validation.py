@@ -102,6 +102,8 @@ def test_bad_step_and_diffusion_outputs():
         rf.integrate(general0, [1.0, 2.0], 1.0, dt=0.1)
     with pytest.raises(TypeError, match=r"save q\(y, args\) returns complex128 values"):
         rf.integrate(ROT, [1.0, 0.0], 1.0, ts=[1.0], save=lambda y, a: y * 1j)
+    with pytest.raises(TypeError, match=r"q must be q\(y, args\), called with 2 arguments"):
+        rf.integrate(ROT, [1.0, 0.0], 1.0, ts=[1.0], backend="scipy").evaluate(lambda y: y)
 
 
 # ----------------------------------------------------------------------------- numbers, times, tolerances, args, names

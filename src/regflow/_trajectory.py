@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _files, _tree
+from . import _files, _tree, _validate
 from . import _trajectory_file as _file
 from ._compiled import bind_quantity, split
 from ._trajectory_file import FORMAT_VERSION, READABLE_FORMATS, SUFFIX  # noqa: F401
@@ -185,6 +185,7 @@ class Trajectory:
         Returns ``((paths,) n, *q_shape)``: scalars give ``(n,)`` or ``(paths, n)``; an array- or
         pytree-valued quantity (e.g. the balancedness matrix of two layers) gives those shapes,
         leaf by leaf.  Compiled once per quantity and state structure (``args`` are inputs)."""
+        _validate.check_callable(q, "q", _validate.QUANTITY)
         unknown_args = args is None and "args_value" not in self.meta
         args = self.meta.get("args_value") if args is None else args
         lead = self.flat.shape[:-1]

@@ -79,7 +79,10 @@ def read_file(path):
                       "format)") from None
         raise bad(f"it cannot be read as .npz ({err})") from None
     except (zipfile.BadZipFile, zlib.error, OSError) as err:
-        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
+        if isinstance(err, FileNotFoundError):
+            raise FileNotFoundError(f"no trajectory file {path}: it does not exist; check the path (e.g. its "
+                                    f"directory and the {SUFFIX} extension)") from None
+        if isinstance(err, (IsADirectoryError, PermissionError)):
             raise
         raise bad(f"it is not a readable .npz archive, perhaps truncated or damaged ({type(err).__name__}: "
                   f"{err})") from None
