@@ -36,7 +36,7 @@ def test_a_backward_run_returns_to_the_start(backend):
 
 
 def test_backward_ensembles_divergence_and_files(tmp_path):
-    ens = rf.integrate(ROTATION, Y0, -1.0, backward=True, paths=2, ts=[0.0, -0.5, -1.0])
+    ens = rf.integrate(ROTATION, Y0, -1.0, backward=True, paths=2, ts=[0.0, -0.5, -1.0], backend="scipy")
     np.testing.assert_allclose(ens.y[1], _exact(np.array([0.0, -0.5, -1.0])), atol=1e-7)
     blowup = rf.ODE(lambda t, y, a: -y**2)  # y = 1 / (1 + t): infinite at t = -1
     run = rf.integrate(blowup, np.array([1.0]), -2.0, backward=True, backend="scipy")
@@ -75,18 +75,26 @@ def _first(y, args):
 def test_a_terminal_event_stops_at_the_closed_form_time(backend):
     """y = y0 exp(-k t) crosses the level c at t = log(y0 / c) / k."""
     event = rf.Event(_first, level=0.1, direction=-1)
-    one = rf.integrate(DECAY, np.array([1.0]), 5.0, backend=backend, event=event, ts=np.linspace(0, 5, 11))
-    t_event = np.log(10.0) / 2.0
-    assert one.status == f"event at t={t_event:.6g}" and one.ok
-    np.testing.assert_allclose(one.events.t, [t_event], rtol=1e-8)
-    assert one.t[-1] == one.events.t[0] and abs(one.y[-1, 0] - 0.1) < 1e-8 and np.all(one.t[:-1] < t_event)
     starts = np.array([[1.0], [4.0], [0.05]])  # the last starts below the level: no crossing
     ens = rf.integrate(DECAY, starts, 5.0, batched=True, backend=backend, event=event)
     np.testing.assert_allclose(ens.events.t[:2, 0], np.log(starts[:2, 0] / 0.1) / 2.0, rtol=1e-8)
     assert np.isnan(ens.events.t[2, 0]) and ens.status.startswith("event at t=1.15129 (2 of 3 paths")
     assert np.isnan(ens.y[0, -1, 0]) and ens.y[2, -1, 0] == pytest.approx(0.05 * np.exp(-10), abs=1e-9)
-    upward = rf.integrate(DECAY, np.array([1.0]), 1.0, backend=backend, event=rf.Event(_first, 0.1, direction=1))
-    assert upward.status == "ok" and upward.events.count == 0 and upward.t[-1] == 1.0
+    upward = rf.integrate(ROTATION, Y0, 1.0, backend=backend, event=rf.Event(_first, 0.1, direction=1))
+    assert upward.status == "ok" and upward.events.count == 0 and upward.t[-1] == 1.0  # cos t only falls
+
+
+def test_a_stopped_run_ends_at_the_event_state():
+    event = rf.Event(_first, level=0.1, direction=-1)
+    one = rf.integrate(DECAY, np.array([1.0]), 5.0, backend="scipy", event=event, ts=np.linspace(0, 5, 11))
+    t_event = np.log(10.0) / 2.0
+    assert one.status == f"event at t={t_event:.6g}" and one.ok
+    np.testing.assert_allclose(one.events.t, [t_event], rtol=1e-8)
+    assert one.t[-1] == one.events.t[0] and abs(one.y[-1, 0] - 0.1) < 1e-8 and np.all(one.t[:-1] < t_event)
+    loss = rf.integrate(DECAY, np.array([1.0]), 5.0, backend="scipy", event=event, ts=[1.0, 5.0],
+                        save=lambda y, a: y[0] ** 2)  # a saved quantity ends at its value at the event
+    assert loss.t[0] == 1.0 and loss.t[1] == pytest.approx(t_event, rel=1e-8)
+    assert loss.y[-1] == pytest.approx(0.01, rel=1e-7)
 
 
 def test_plain_callable_events_backward_records_and_files(tmp_path):
@@ -94,8 +102,9 @@ def test_plain_callable_events_backward_records_and_files(tmp_path):
     np.testing.assert_allclose(circle.events.t, [2 * np.pi / 3], rtol=1e-8)
     zero = rf.integrate(ROTATION, Y0, 10.0, event=_first, backend="scipy")  # a plain callable: its zero
     np.testing.assert_allclose(zero.events.t, [np.pi / 2], rtol=1e-8)
-    back = rf.integrate(DECAY, np.array([1.0]), -2.0, backward=True, event=rf.Event(_first, level=2.0))
-    np.testing.assert_allclose(back.events.t, [-np.log(2.0) / 2.0], rtol=1e-8)
+    back = rf.integrate(ROTATION, Y0, -3.0, backward=True, event=rf.Event(_first, level=-0.5))
+    np.testing.assert_allclose(back.events.t, [-2 * np.pi / 3], rtol=1e-8)
+    assert back.t[-1] == back.events.t[0] and np.all(np.diff(back.t) < 0)
     crossings = rf.integrate(ROTATION, Y0, 10.0, backend="scipy", event=rf.Event(_first, terminal=False))
     assert crossings.status == "ok" and crossings.t[-1] == 10.0 and crossings.events.count == 3
     np.testing.assert_allclose(crossings.events.t, np.pi / 2 + np.pi * np.arange(3), rtol=1e-8)
@@ -129,8 +138,8 @@ def test_dense_output_is_as_accurate_as_the_solve(backend, tmp_path):
     assert between < 1e-7 and between < 3 * at_steps  # as good between the steps as at them
     assert len(traj.t) < 60  # and the steps are far apart: the interpolant does the work
     np.testing.assert_allclose(traj(1.0), _exact(1.0), atol=1e-7)
-    coarse = rf.integrate(ROTATION, Y0, -3.0, backward=True, backend=backend, ts=[-1.5, -3.0], dense=True)
-    assert len(coarse.t) == 2
+    coarse = rf.integrate(ROTATION, Y0, -3.0, backward=True, backend=backend, ts=np.linspace(0, -3, 5), dense=True)
+    assert len(coarse.t) == 5  # saves 0.75 apart; the interpolant uses the solver's steps
     np.testing.assert_allclose(coarse.interpolate(-ts), _exact(-ts), atol=1e-7)
     loaded = rf.Trajectory.load(traj.save(tmp_path / "dense.npz"))
     np.testing.assert_array_equal(loaded.interpolate(ts), traj.interpolate(ts))
