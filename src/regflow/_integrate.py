@@ -124,8 +124,8 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         every crossing.  ``traj.events`` holds the crossings' times and states.
     dense : keep a dense output of one ODE path (`regflow._dense`: a quintic Hermite
         interpolant through the solver's accepted steps, the field there and its derivative
-        along the flow; with ``ts`` the steps come from a second solve): ``traj.interpolate(ts)`` or ``traj(t)`` give the state anywhere
-        in the span the run covered.
+        along the flow; with ``ts`` the steps come from a second solve): ``traj.interpolate(ts)``
+        or ``traj(t)`` give the state anywhere in the span the run covered.
 
     Returns
     -------

@@ -47,7 +47,8 @@ class Trajectory:
         `interpolate`; ``None`` otherwise.
 
     The fields are checked when a trajectory is built: ``t`` 1-D, finite and strictly
-    increasing (decreasing for a backward run, ``meta["t1"] < meta["t0"]``); ``y`` real, with one state per time; one distinct name per coordinate;
+    increasing (decreasing for a backward run, ``meta["t1"] < meta["t0"]``); ``y`` real, with
+    one state per time; one distinct name per coordinate;
     ``status`` ``"ok"`` or starting with ``"diverged"``/``"failed"``; ``diverged_at`` one
     time per path.
 

@@ -98,7 +98,8 @@ def _error_norm(x):
 def _controller(fixed, rtol, atol, span):
     if fixed:
         return dfx.ConstantStepSize()
-    return dfx.PIDController(rtol=rtol, atol=atol, dtmin=DTMIN_RTOL * jnp.minimum(jnp.abs(span), DTMIN_SPAN), force_dtmin=False, norm=_error_norm)
+    dtmin = DTMIN_RTOL * jnp.minimum(jnp.abs(span), DTMIN_SPAN)  # |span|: a backward run's span is negative
+    return dfx.PIDController(rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=False, norm=_error_norm)
 
 
 def _stats(sol):
