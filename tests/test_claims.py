@@ -13,6 +13,7 @@ STARTS = np.array([[0.3, 1.6], [1.8, 0.2]])
 def _method(claims, **kw):
     flow = rf.gradient_flow(two_layer_loss, names=("w1", "w2"))
     gd = rf.gradient_descent(two_layer_loss, lr=0.01, names=("w1", "w2"))
+    kw.setdefault("options", {"backend": "scipy"})  # no solver to compile: these tests are about the claims
     return rf.Method(flow=flow, map=gd, claims=claims, y0=STARTS, t1=2.0, steps=200, **kw)
 
 
