@@ -246,15 +246,17 @@ def _function_basis(values, tol):
     return C
 
 
-def _bracket_level(F, F1):
+def _bracket_level(F, F1, pairs=None):
     r"""The fields :math:`[X_a, Y_c] = \partial Y_c\,X_a - \partial X_a\,Y_c` for ``X = F1``
-    (generators) and ``Y = F`` (last level), as one function ``(theta, consts) -> (D, a * c)``."""
+    (generators) and ``Y = F`` (last level), as one function ``(theta, consts) -> (D, a * c)``;
+    ``pairs`` (rows, columns) keeps only those brackets (for ``F = F1``: :math:`a < c`, the others
+    being their negatives or zero)."""
 
     def level(theta, consts):
         X, Y = F1(theta, consts), F(theta, consts)
         dX, dY = jax.jacfwd(F1)(theta, consts), jax.jacfwd(F)(theta, consts)  # (D, fields, D)
         out = jnp.einsum("icj,ja->iac", dY, X) - jnp.einsum("iaj,jc->iac", dX, Y)
-        return out.reshape(out.shape[0], -1)
+        return out.reshape(out.shape[0], -1) if pairs is None else out[:, pairs[0], pairs[1]]
 
     return level
 
@@ -284,7 +286,7 @@ def lie_algebra_rank(G, data, points, *, tol=RANK_TOL, max_depth=MAX_DEPTH):
     best = None
     for depth in range(1, max_depth + 1):
         if depth > 1:
-            new = _bracket_level(F, F1)
+            new = _bracket_level(F, F1, np.triu_indices(C1.shape[1], 1) if depth == 2 else None)
             raw = _at_points(new, pts, consts)
             C = _function_basis(raw, tol)
             if C.shape[1] == 0:
