@@ -87,7 +87,7 @@ class Laws:
 
     def __init__(self, laws):
         self.laws = tuple(laws)
-        self.__name__ = f"the {len(self.laws)} laws found"
+        self.__name__ = f"the {len(self.laws)} law{'s' if len(self.laws) != 1 else ''} found"
 
     def __call__(self, y, args=None):
         return jnp.stack([law(y, args) for law in self.laws])
