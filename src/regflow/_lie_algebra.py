@@ -318,7 +318,10 @@ def count_conservation_laws(model, params, args=None, *, inputs=None, datasets=N
     args=data)``) gives its field at its ``args`` and ``datasets`` random data sets of their
     structure instead.  The rank is taken at ``params`` and ``points`` standard normal points
     (``seed``), with relative singular-value threshold ``tol``, after each bracket level until
-    it stops growing (at most ``max_depth`` levels); the generic (largest) rank counts.
+    it stops growing (at most ``max_depth`` levels); the generic (largest) rank counts.  Sampled
+    fields can only miss directions: the rank found is a lower bound and the count an upper
+    bound, exact once the inputs (or data sets) and points suffice (a flow's one field per data
+    set needs about as many data sets as the rank; see ``levels`` and ``gap``).
 
     Example
     -------
