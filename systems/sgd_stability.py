@@ -48,7 +48,6 @@ quasi-Newton extension) are in `sgd_stability_gd`.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from typing import Any
@@ -288,13 +287,7 @@ def escape_curvatures(x):
     return sample_hessians(escape_sample_loss, ESCAPE_DATA, [x])[:, 0, 0]
 
 
-def _pytree(cls):
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in dataclasses.fields(cls)],
-                                            meta_fields=[])
-
-
-@_pytree
+@rf.pytree_dataclass
 class EulerStep:
     r"""The Euler step :math:`x + \text{lr}\,f(x)` of a vector field (GD, for a gradient flow)."""
 

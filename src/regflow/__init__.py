@@ -12,6 +12,7 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from ._system import ODE, SDE, Map  # noqa: E402
+from ._tree import pytree_dataclass  # noqa: E402
 from ._trajectory import Trajectory  # noqa: E402
 from ._integrate import integrate, iterate  # noqa: E402
 from ._events import Event, EventLog  # noqa: E402
@@ -83,7 +84,7 @@ def __getattr__(name):
         return importlib.import_module(".plot", __name__)
     raise AttributeError(f"module 'regflow' has no attribute {name!r}")
 __all__ = [
-    "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate",
+    "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate", "pytree_dataclass",
     "Event", "EventLog", "brownian_increments", "brownian_path", "strong_order", "weak_order",
     "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
     "backward_error_flow", "backward_error_field",

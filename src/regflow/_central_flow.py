@@ -34,7 +34,6 @@ flow while the second eigenvalue stays below :math:`2/\eta` (check with
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -42,8 +41,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from . import _validate
-from ._spectra import BREAKDOWN_RTOL, LANCZOS_ITERS, LANCZOS_SEED, _scalar
+from ._spectra import LANCZOS_ITERS, LANCZOS_SEED, _scalar, lanczos_top
 from ._system import ODE
+from ._tree import pytree_dataclass as _pytree
 
 #: Lanczos steps of the central flow's top eigenpair (the dimension, if smaller, is used).
 CENTRAL_ITERS = LANCZOS_ITERS
@@ -61,35 +61,6 @@ class EdgeTerms(NamedTuple):
     sigma2: jax.Array           # sigma^2 >= 0 (0 below the edge)
 
 
-def _lanczos_top(hvp, dim, dtype, iters, seed):
-    """Top eigenpair of the operator ``hvp`` by ``min(iters, dim)`` Lanczos steps (full
-    reorthogonalisation, restart on breakdown), jax-traceable."""
-    m = min(int(iters), dim)
-    fresh = jax.random.normal(jax.random.PRNGKey(seed), (m + 1, dim), dtype=dtype)
-    basis = jnp.zeros((m + 1, dim), dtype).at[0].set(fresh[0] / jnp.linalg.norm(fresh[0]))
-
-    def orth(Q, z):  # twice is enough
-        z = z - Q.T @ (Q @ z)
-        return z - Q.T @ (Q @ z)
-
-    def step(j, state):
-        Q, alpha, beta = state
-        hq = hvp(Q[j])
-        z = orth(Q, hq)
-        b = jnp.linalg.norm(z)
-        ok = b > BREAKDOWN_RTOL * jnp.linalg.norm(hq)
-        r = orth(Q, fresh[j + 1])
-        nxt = jnp.where(ok, z / jnp.where(ok, b, 1.0), r / jnp.linalg.norm(r))
-        return Q.at[j + 1].set(nxt), alpha.at[j].set(Q[j] @ hq), beta.at[j].set(jnp.where(ok, b, 0.0))
-
-    zeros = jnp.zeros(m, dtype)
-    Q, alpha, beta = jax.lax.fori_loop(0, m, step, (basis, zeros, zeros))
-    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    vals, vecs = jnp.linalg.eigh(T)
-    u = Q[:m].T @ vecs[:, -1]
-    return vals[-1], u / jnp.linalg.norm(u)
-
-
 def edge_terms(loss, w, args, lr, iters=CENTRAL_ITERS, seed=LANCZOS_SEED) -> EdgeTerms:
     r"""`EdgeTerms` of the central flow at ``w`` (jax-traceable; ``w`` any pytree of arrays)."""
     flat, unravel = ravel_pytree(w)
@@ -101,19 +72,13 @@ def edge_terms(loss, w, args, lr, iters=CENTRAL_ITERS, seed=LANCZOS_SEED) -> Edg
         return jax.jvp(grad, (x,), (v,))[1]
 
     g = grad(flat)
-    S, u = _lanczos_top(lambda v: hvp_at(flat, v), flat.shape[0], flat.dtype, iters, seed)
+    S, u = lanczos_top(lambda v: hvp_at(flat, v), flat.shape[0], flat.dtype, iters, seed)
     gS = jax.jvp(lambda x: hvp_at(x, u), (flat,), (u,))[1]  # D^3 L[u, u, .] = grad (u^T H u)
     norm2 = gS @ gS
     pushed = -2.0 * (gS @ g) / jnp.where(norm2 > TINY_GRAD, norm2, 1.0)
     at_edge = (S >= 2.0 / lr) & (norm2 > TINY_GRAD)
     sigma2 = jnp.where(at_edge, jnp.maximum(pushed, 0.0), 0.0)
     return EdgeTerms(g, S, u, gS, sigma2)
-
-
-def _pytree(cls):
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in dataclasses.fields(cls)],
-                                            meta_fields=[])
 
 
 @_pytree

@@ -14,7 +14,6 @@ States may be pytrees (a dict of weight matrices): gradients keep the state's st
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -24,6 +23,7 @@ from jax.flatten_util import ravel_pytree
 
 from . import _validate
 from ._system import ODE, SDE, Map
+from ._tree import pytree_dataclass as _pytree
 
 tree_map = jax.tree_util.tree_map
 
@@ -48,13 +48,6 @@ def _loss(loss):
 
 def _sample_loss(loss):
     return _validate.check_callable(loss, "sample_loss", _validate.SAMPLE_LOSS)
-
-
-def _pytree(cls):
-    """A frozen dataclass whose fields are all pytree children (see the module doc)."""
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in dataclasses.fields(cls)],
-                                            meta_fields=[])
 
 
 def _sq_norm(tree):

@@ -465,6 +465,35 @@ def count_zero_modes(operator, dim=None, k=ZERO_MODE_K, scale=None, rtol=ZERO_MO
     return int(sum(np.linalg.norm(matvec(v)) <= zero for v in vecs.T))
 
 
+def lanczos_top(matvec, dim, dtype, iters, seed=LANCZOS_SEED):
+    """``(value, unit vector)``: the top eigenpair of the symmetric operator ``matvec`` on
+    ``dim`` numbers by ``min(iters, dim)`` Lanczos steps from a fixed normal start (``seed``),
+    with full reorthogonalisation and a fresh orthogonal vector on breakdown; jax-traceable."""
+    m = min(int(iters), dim)
+    fresh = jax.random.normal(jax.random.PRNGKey(seed), (m + 1, dim), dtype=dtype)
+    basis = jnp.zeros((m + 1, dim), dtype).at[0].set(fresh[0] / jnp.linalg.norm(fresh[0]))
+
+    def orth(Q, z):  # twice is enough
+        z = z - Q.T @ (Q @ z)
+        return z - Q.T @ (Q @ z)
+
+    def step(j, state):
+        Q, alpha, beta = state
+        hq = matvec(Q[j])
+        z = orth(Q, hq)
+        b = jnp.linalg.norm(z)
+        ok = b > BREAKDOWN_RTOL * jnp.linalg.norm(hq)
+        r = orth(Q, fresh[j + 1])
+        nxt = jnp.where(ok, z / jnp.where(ok, b, 1.0), r / jnp.linalg.norm(r))
+        return Q.at[j + 1].set(nxt), alpha.at[j].set(Q[j] @ hq), beta.at[j].set(jnp.where(ok, b, 0.0))
+
+    zeros = jnp.zeros(m, dtype)
+    Q, alpha, beta = jax.lax.fori_loop(0, m, step, (basis, zeros, zeros))
+    vals, vecs = jnp.linalg.eigh(jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1))
+    u = Q[:m].T @ vecs[:, -1]
+    return vals[-1], u / jnp.linalg.norm(u)
+
+
 def sharpness_fn(loss, iters=LANCZOS_ITERS, seed=LANCZOS_SEED):
     r"""A pure-JAX sharpness estimate ``q(w, args=None) -> scalar``, jittable and vmappable in ``w``.
 
@@ -487,26 +516,7 @@ def sharpness_fn(loss, iters=LANCZOS_ITERS, seed=LANCZOS_SEED):
         flat, unravel = ravel_pytree(w)
         dim, m = flat.shape[0], min(int(iters), flat.shape[0])
         grad = jax.grad(lambda x: _scalar(loss(unravel(x), args)))
-        fresh = jax.random.normal(jax.random.PRNGKey(seed), (m + 1, dim), dtype=flat.dtype)
-        basis = jnp.zeros((m + 1, dim), flat.dtype).at[0].set(fresh[0] / jnp.linalg.norm(fresh[0]))
-
-        def orth(Q, z):  # twice is enough
-            z = z - Q.T @ (Q @ z)
-            return z - Q.T @ (Q @ z)
-
-        def step(j, state):
-            Q, alpha, beta = state
-            hq = jax.jvp(grad, (flat,), (Q[j],))[1]
-            z = orth(Q, hq)
-            b = jnp.linalg.norm(z)
-            ok = b > BREAKDOWN_RTOL * jnp.linalg.norm(hq)
-            r = orth(Q, fresh[j + 1])
-            nxt = jnp.where(ok, z / jnp.where(ok, b, 1.0), r / jnp.linalg.norm(r))
-            return Q.at[j + 1].set(nxt), alpha.at[j].set(Q[j] @ hq), beta.at[j].set(jnp.where(ok, b, 0.0))
-
-        zeros = jnp.zeros(m, flat.dtype)
-        _, alpha, beta = jax.lax.fori_loop(0, m, step, (basis, zeros, zeros))
-        return jnp.linalg.eigvalsh(jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1))[-1]
+        return lanczos_top(lambda v: jax.jvp(grad, (flat,), (v,))[1], dim, flat.dtype, m, seed)[0]
 
     return q
 

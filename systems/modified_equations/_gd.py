@@ -3,7 +3,6 @@ two-parameter model :math:`E(a, b) = \tfrac12 (y - abx)^2`."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -61,13 +60,7 @@ def gd_modified_flow(lr, coefficient=0.25):
     return rf.gradient_flow(_Penalized(coefficient * lr), names=_AB)
 
 
-def _pytree(cls):
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in dataclasses.fields(cls)],
-                                            meta_fields=[])
-
-
-@_pytree
+@rf.pytree_dataclass
 class _Penalized:
     r""":math:`E + \text{weight}\,\|\nabla E\|^2` (the weight a program input)."""
 
@@ -77,7 +70,7 @@ class _Penalized:
         return ab_loss(w) + self.weight * igr_term(w)
 
 
-@_pytree
+@rf.pytree_dataclass
 class FlippedStep:
     r""":math:`w - \eta\nabla E + \eta^2 H\nabla E`: a map whose modified loss is
     :math:`E - \frac\eta4\|\nabla E\|^2`, GD's implicit regularizer with the sign flipped."""

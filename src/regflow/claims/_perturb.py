@@ -24,6 +24,7 @@ from jax.flatten_util import ravel_pytree
 
 from .._catalogue import Method
 from .._system import ODE, SDE, Map
+from .._tree import pytree_dataclass as _pytree
 
 #: Factor of the ``field x`` perturbation.
 FIELD_FACTOR = 1.5
@@ -47,12 +48,6 @@ class Perturbation:
         if callable(self.change):
             return self.change(method)
         return dataclasses.replace(method, **dict(self.change))
-
-
-def _pytree(cls):
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in dataclasses.fields(cls)],
-                                            meta_fields=[])
 
 
 @_pytree
