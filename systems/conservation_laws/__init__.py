@@ -17,7 +17,10 @@ random data sets:
 * Ginsburg's scalar net :math:`w_1\cdots w_d` has :math:`d - 1`, the hyperbolas
   :math:`w_i^2 - w_j^2` of eq 6 (``scalar_net``);
 * a deep ReLU net has one per hidden neuron (incoming minus outgoing squared weights), whose
-  sums over a layer are Theory III's eq 18, :math:`\|W_k\|^2 - \|W_{k+1}\|^2` (``deep_relu``).
+  sums over a layer are Theory III's eq 18, :math:`\|W_k\|^2 - \|W_{k+1}\|^2` (``deep_relu``);
+* Marcotte, Gribonval & Peyré 2024 ("Keep the momentum"): the heavy-ball momentum ODE of a linear
+  net keeps none of the gradient flow's laws on the phase space :math:`(w, \dot w)`; its laws
+  depend on time (``momentum_linear``).
 
 Every law found is checked with `rf.Conserved` along the flow.  The perturbations that the rows
 must catch: a non-homogeneous activation (tanh) or a fixed hidden bias (the laws are lost), a
@@ -26,8 +29,9 @@ must catch: a non-homogeneous activation (tanh) or a fixed hidden bias (the laws
 it is positively 1-homogeneous and keeps the same laws.
 """
 
-from . import _deep, _two_layer  # noqa: F401  (registers the entries)
+from . import _deep, _momentum, _two_layer  # noqa: F401  (registers the entries)
 from ._deep import deep_relu, hyperbolas, layer_balance, neuron_balances, scalar_loss, scalar_net  # noqa: F401
+from ._momentum import antisymmetric_momentum, damping, momentum_linear  # noqa: F401
 from ._measures import ANGLE_TOL, DATASETS, law_count, span_angle  # noqa: F401
 from ._two_layer import (LINEAR_SHAPES, RELU_SHAPES, gram_laws, linear_net, model, neuron_laws, params,  # noqa: F401
                          relu_net, square_loss)
