@@ -305,3 +305,16 @@ def test_progress_bar_counts_steps_with_the_same_result(ou, capsys):
                           rf.iterate(gd, starts, 5, batched=True).y)
     with pytest.raises(TypeError, match="progress must be True, False or None"):
         rf.integrate(ou, [1.0, 0.0], 0.5, dt=0.01, progress="yes")
+
+
+def test_ode_progress_bar_on_each_backend_with_the_same_result(rotation, capsys, monkeypatch):
+    from regflow.backends import scipy_
+
+    monkeypatch.setattr(scipy_, "PROGRESS_DELAY", 0.0)  # a bar for this short run too
+    ensemble = {"paths": 3, "ts": [0.5, 1.0]}
+    for backend, bar, kw in (("scipy", "100%|", ensemble), ("scipy", "100%|", {}), ("diffrax", "100.00%|", ensemble)):
+        plain = rf.integrate(rotation, [1.0, 0.0], 1.0, backend=backend, progress=False, **kw)
+        assert capsys.readouterr().err == ""
+        shown = rf.integrate(rotation, [1.0, 0.0], 1.0, backend=backend, progress=True, **kw)
+        assert np.array_equal(plain.t, shown.t) and np.array_equal(plain.y, shown.y)
+        assert bar in capsys.readouterr().err, (backend, kw)

@@ -112,8 +112,12 @@ def integrate(system, y0, t1, *, t0=0.0, ts=None, backend="auto", method=None, r
         instead of the states (as diffrax's ``SaveAt(fn=...)``): ``traj.y`` then holds its
         values, and memory is that of ``q``, not of the state (needs ``ts`` for a single ODE
         path).  ``args`` are the system's.
-    progress : a progress bar over the steps of an SDE on the ``"jax"`` backend (and of maps):
-        ``None`` shows it when stderr is a terminal (``REGFLOW_PROGRESS=0`` turns it off).
+    progress : a progress bar on stderr, on every backend but ``"sdeint"``: over the steps of
+        an SDE on ``"jax"`` (and of maps); over paths x time span on ``"scipy"`` (moved at each
+        field call; shown only once a run has taken a second); diffrax's percent of the span
+        (`diffrax.TqdmProgressMeter`, the slowest path of an ensemble) on ``"diffrax"``.
+        ``None`` shows it when stderr is a terminal (``REGFLOW_PROGRESS=0`` turns it off);
+        results are the same with or without it.
     backward : integrate an ODE backward in time, from ``t0`` down to ``t1 < t0`` (backends
         ``"diffrax"`` and ``"scipy"``; said explicitly, so a sign slip in ``t1`` is an error).
         ``traj.t`` then decreases from ``t0`` to ``t1``.  SDEs run forward only.

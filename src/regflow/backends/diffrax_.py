@@ -2,6 +2,10 @@
 
 SDEs are driven by `SharedBrownianPath`, which returns regflow's seeded increments
 (`regflow._noise`) on the step grid, so diffrax sees the same noise as the other backends.
+
+With progress on (`regflow._progress`) a solve shows diffrax's `TqdmProgressMeter` (percent of
+the time span, the slowest path of an ensemble); progress is part of each compiled program's
+key, and a program without it has no host callback.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 import optimistix as optx
 
 from .. import _noise
+from .._progress import progress_enabled
 from .._tree import flat_value
 from .._events import ROOT_ATOL, ROOT_RTOL
 from ._common import DIVERGENCE_BOUND, MAX_STEPS, diffusion_matrix, noise_dim, nonfinite_near, start_ok
@@ -31,6 +36,13 @@ SDE_SOLVERS = {"euler": dfx.Euler, "milstein": dfx.ItoMilstein, "heun": dfx.Heun
 STEP_BUFFER_ELEMENTS = 2**22
 #: Bounds on the steps per buffer.
 STEP_BUFFER_STEPS = (16, 4096)
+#: With progress on, the bar is refreshed every this many solver steps (a host callback each).
+PROGRESS_REFRESH_STEPS = 20
+
+
+def _meter(progress):
+    """``diffeqsolve``'s ``progress_meter`` option: none (diffrax's default) unless ``progress``."""
+    return {"progress_meter": dfx.TqdmProgressMeter(refresh_steps=PROGRESS_REFRESH_STEPS)} if progress else {}
 
 
 class SharedBrownianPath(dfx.AbstractBrownianPath):
@@ -144,17 +156,17 @@ def _guarded(batch, fields, save):
 
 
 @functools.lru_cache(maxsize=256)
-def _ode_program(vector_field, method, fixed, max_steps, ensemble, save=None, user=None):
+def _ode_program(vector_field, method, fixed, max_steps, ensemble, save=None, user=None, progress=False):
     """All paths (vmapped over an ensemble; one path as a batch of one), saving at ``ts`` the
     states or ``save``'s values; ``args`` is ``(params, save_params, event_params)``; ``user``
-    the run's terminal event (`_events`)."""
+    the run's terminal event (`_events`); ``progress`` a bar (`_meter`)."""
     term = dfx.ODETerm(lambda t, y, args: vector_field(t, y, args[0]))
     solver = ODE_SOLVERS[method]()
 
     def solve(y0, args, t0, t1, ts, rtol, atol, dt):
         sol = dfx.diffeqsolve(term, solver, t0, t1, dt if fixed else None, y0, args, saveat=_saveat(save, ts),
                               stepsize_controller=_controller(fixed, rtol, atol, t1 - t0),
-                              max_steps=max_steps, event=_events(user, args[2]), throw=False)
+                              max_steps=max_steps, event=_events(user, args[2]), throw=False, **_meter(progress))
         return _ended(sol, user is not None)
 
     if ensemble:
@@ -165,9 +177,10 @@ def _ode_program(vector_field, method, fixed, max_steps, ensemble, save=None, us
 
 
 @functools.lru_cache(maxsize=256)
-def _steps_program(vector_field, method, fixed, buffer_steps, first, user=None):
+def _steps_program(vector_field, method, fixed, buffer_steps, first, user=None, progress=False):
     """One path, saving the steps it takes into a buffer of ``buffer_steps``; ``first=False``
-    goes on from a previous buffer with its last step size; ``user`` the run's terminal event."""
+    goes on from a previous buffer with its last step size; ``user`` the run's terminal event;
+    ``progress`` a bar per buffer (`_meter`)."""
     term = dfx.ODETerm(vector_field)
     solver = ODE_SOLVERS[method]()
 
@@ -175,7 +188,7 @@ def _steps_program(vector_field, method, fixed, buffer_steps, first, user=None):
         dt0 = dt if (fixed or not first) else None
         sol = dfx.diffeqsolve(term, solver, t0, t1, dt0, y0, args, saveat=dfx.SaveAt(steps=True),
                               stepsize_controller=_controller(fixed, rtol, atol, span), max_steps=buffer_steps,
-                              event=_events(user, event_params), throw=False)
+                              event=_events(user, event_params), throw=False, **_meter(progress))
         more = sol.result == dfx.RESULTS.max_steps_reached
         return sol.ts, sol.ys, jnp.where(more, -1, _outcome(sol, user is not None)), _stats(sol)
 
@@ -202,7 +215,7 @@ def _outcome(sol, user=False):
 
 
 @functools.lru_cache(maxsize=256)
-def _sde_program(drift, diffusion, noise, method, m):
+def _sde_program(drift, diffusion, noise, method, m, progress=False):
     solver = SDE_SOLVERS[method]()
 
     def solve(y0, key, args, grid, saves):
@@ -211,7 +224,7 @@ def _sde_program(drift, diffusion, noise, method, m):
                               dfx.ControlTerm(lambda t, y, a: diffusion_matrix(noise, diffusion(t, y, a)), path))
         sol = dfx.diffeqsolve(terms, solver, grid[0], grid[-1], None, y0, args,
                               saveat=_saveat(None, saves), stepsize_controller=dfx.StepTo(ts=grid),
-                              max_steps=grid.shape[0], event=_EVENT, throw=False)
+                              max_steps=grid.shape[0], event=_EVENT, throw=False, **_meter(progress))
         ts, ys, t_end, y_end, outcome, stats = _ended(sol)
         ok = start_ok((drift, diffusion), grid[0], y0, args)  # fixed steps cannot spin: solved anyway
         return ts, ys, jnp.where(ok, t_end, grid[0]), y_end, jnp.where(ok, outcome, BAD_START), stats
@@ -221,16 +234,24 @@ def _sde_program(drift, diffusion, noise, method, m):
 
 def solve(problem):
     """Returns saved times, states ``(paths, n, dim)``, each path's stop time and failure flag,
-    and the solver statistics."""
+    and the solver statistics (a progress bar while solving if `progress_enabled`)."""
+    y0 = jnp.asarray(problem.y0)
+    progress = progress_enabled(problem.progress)
+    out = _solve(problem, y0, progress)
+    if progress:
+        jax.effects_barrier()  # the bar's last callbacks have run
+    return out
+
+
+def _solve(problem, y0, progress):
     from .._system import SDE
 
-    y0 = jnp.asarray(problem.y0)
     if isinstance(problem.system, SDE):
         system = problem.system
         m = noise_dim(system, problem.y0[0], problem.t0, problem.args)
         n = round((problem.t1 - problem.t0) / problem.dt)
         grid = jnp.asarray(problem.t0 + problem.dt * np.arange(n + 1))
-        program = _sde_program(system.drift, system.diffusion, system.noise, problem.method, m)
+        program = _sde_program(system.drift, system.diffusion, system.noise, problem.method, m, progress)
         keys = _noise.path_keys(problem.seed, y0.shape[0])
         ts, ys, *rest = program(y0, keys, problem.args, grid, jnp.asarray(problem.ts))
         ys = np.array(ys)  # a save at t0 is the start (diffrax interpolates it from a first step that may be NaN)
@@ -240,11 +261,11 @@ def solve(problem):
     max_steps = MAX_STEPS if not fixed else max(MAX_STEPS, math.ceil(abs(problem.t1 - problem.t0) / problem.dt) + 1)
     dt = 0.0 if problem.dt is None else math.copysign(problem.dt, problem.t1 - problem.t0)  # backward: dt0 < 0
     if problem.ts is None:
-        return _solve_steps(problem, fixed, max_steps, dt)
+        return _solve_steps(problem, fixed, max_steps, dt, progress)
     save, save_params = problem.save or (None, None)
     user, event_params = _user_event(problem)
     program = _ode_program(problem.system.vector_field, problem.method, fixed, max_steps, problem.ensemble, save,
-                           user)
+                           user, progress)
     out = program(y0, (problem.args, save_params, event_params), problem.t0, problem.t1, jnp.asarray(problem.ts),
                   problem.rtol, problem.atol, dt)
     return _finish(problem, problem.system.vector_field, *out)
@@ -288,7 +309,7 @@ def _stats_dict(stats):
     return {"num_steps": int(total[0]), "num_accepted_steps": int(total[1]), "num_rejected_steps": int(total[2])}
 
 
-def _solve_steps(problem, fixed, max_steps, dt):
+def _solve_steps(problem, fixed, max_steps, dt, progress=False):
     """One path without ``ts``: the steps it takes, buffer after buffer (`STEP_BUFFER_ELEMENTS`)."""
     dim = problem.y0.shape[1]
     lo, hi = STEP_BUFFER_STEPS
@@ -298,7 +319,8 @@ def _solve_steps(problem, fixed, max_steps, dt):
     span, end = problem.t1 - problem.t0, problem.t0
     user, event_params = _user_event(problem)
     while True:
-        program = _steps_program(problem.system.vector_field, problem.method, fixed, buffer_steps, first, user)
+        program = _steps_program(problem.system.vector_field, problem.method, fixed, buffer_steps, first, user,
+                                 progress)
         ts, ys, outcome, st = program(y, problem.args, t, problem.t1, problem.rtol, problem.atol, step, span,
                                       event_params)
         ts, ys, outcome = np.asarray(ts), np.asarray(ys), int(outcome)

@@ -1,4 +1,7 @@
-"""scipy backend: `solve_ivp` on a jitted vector field (and its Jacobian for implicit methods)."""
+"""scipy backend: `solve_ivp` on a jitted vector field (and its Jacobian for implicit methods).
+
+With progress on (`regflow._progress`) one bar runs over paths x time span: each field call
+moves it to the time reached (``|t - t0|`` into the current path's span)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .._progress import progress_bar
 from . import _common
 from ._common import DIVERGENCE_BOUND
 
@@ -35,6 +39,8 @@ EVALS_PER_STEP_LIMIT = 10_000
 #: A solve stopped inside a step is redone up to its last accepted time less these fractions
 #: of the time it had covered, the first that gets there (ending right at a stall can stall again).
 REDO_BACKOFF = (0.0, 1e-9, 1e-6, 1e-3)
+#: A progress bar appears only once a solve has run this many seconds.
+PROGRESS_DELAY = 1.0
 
 
 @functools.lru_cache(maxsize=256)
@@ -64,13 +70,19 @@ class _Field:
     solve, keeping every save made so far, when the state passes `DIVERGENCE_BOUND` or is not
     finite, or the steps stall or exceed `MAX_STEPS`; ``stop`` then says why."""
 
-    def __init__(self, f, jac, args, t0, span):
+    def __init__(self, f, jac, args, t0, span, tick=None):
         # span = t_end - t0 < 0 for a backward run: "later" means smaller t (``sign``)
         self.f, self.jac, self.args, self.span, self.sign = f, jac, args, abs(span), 1.0 if span >= 0 else -1.0
         self.nonfinite, self.since, self.accepted, self.stalls, self.steps = False, 0, t0, 0, 0
         self.stop = None  # None (the bound, or not stopped), "diverged" or "stuck"
+        self.t0, self.tick = t0, tick  # tick(|t - t0|): the progress bar, or None
 
     def __call__(self, t, y):
+        if self.tick is not None:
+            self.tick(abs(t - self.t0))
+        return self.evaluate(t, y)
+
+    def evaluate(self, t, y):
         out = np.asarray(self.f(t, jnp.asarray(y), self.args))
         self.since += 1
         if not np.isfinite(out).all():
@@ -103,7 +115,23 @@ class _Field:
     event.terminal = True
 
 
-def _solve_one(problem, f, jac, y0, t1, ts):
+class _Ticker:
+    """Moves the bar to ``base + elapsed`` (never back: rejected steps retry earlier times)."""
+
+    def __init__(self, bar, span):
+        self.bar, self.span, self.base = bar, span, 0.0
+
+    def __call__(self, elapsed):
+        n = self.base + min(elapsed, self.span)
+        if n > self.bar.n:
+            self.bar.update(n - self.bar.n)
+
+    def next_path(self, p):
+        self.base = p * self.span
+        self(0.0)
+
+
+def _solve_one(problem, f, jac, y0, t1, ts, tick=None):
     """One path up to ``t1`` (saving at ``ts``): ``(sol, stop time (inf if it reached t1 or
     stopped at the run's terminal event), whether the field or the state was non-finite)``.
 
@@ -121,7 +149,7 @@ def _solve_one(problem, f, jac, y0, t1, ts):
             return solve_ivp(field, (problem.t0, t_end), y0, method=method, t_eval=t_eval, rtol=problem.rtol,
                              atol=problem.atol, events=[field.event, *user], **options)
 
-    field = _Field(f, jac, problem.args, problem.t0, problem.t1 - problem.t0)
+    field = _Field(f, jac, problem.args, problem.t0, problem.t1 - problem.t0, tick)
     try:  # (sol.stuck: the event ended a solve that stalled or spent its steps)
         sol = run(field, t1, ts)
         sol.stuck = field.stop == "stuck"
@@ -141,7 +169,7 @@ def _solve_one(problem, f, jac, y0, t1, ts):
         if field.sign * (end - problem.t0) <= 0:
             break
         try:
-            sol = run(_Field(f, jac, problem.args, problem.t0, end - problem.t0), end,
+            sol = run(_Field(f, jac, problem.args, problem.t0, end - problem.t0, tick), end,
                       None if ts is None else ts[field.sign * (ts - end) <= 0])
         except (_Stuck, ValueError):
             continue
@@ -153,16 +181,26 @@ def _solve_one(problem, f, jac, y0, t1, ts):
 def solve(problem):
     """Returns saved times, states ``(paths, n, dim)``, each path's divergence time, whether it
     was a solver failure, and the function/Jacobian evaluation counts.  Paths whose field is not
-    finite at the start are not solved: they diverge there."""
+    finite at the start are not solved: they diverge there.  The progress bar (if on) is closed
+    on every exit."""
+    span = abs(problem.t1 - problem.t0)
+    with progress_bar(len(problem.y0) * span, "time", problem.progress, unit="t", delay=PROGRESS_DELAY,
+                      bar_format="{l_bar}{bar}| {n:.3g}/{total:.3g} [{elapsed}<{remaining}]") as bar:
+        return _solve(problem, _Ticker(bar, span) if not bar.disable else None)
+
+
+def _solve(problem, ticker):
     f, jac = _compiled(problem.system.vector_field)
     args, ts = problem.args, problem.ts
     t_out, ys, div_t, failed = None, [], [], []
     event_t, event_y = [], []
     stats = {"num_steps": 0, "nfev": 0, "njev": 0}
-    for y0 in problem.y0:
+    for p, y0 in enumerate(problem.y0):
+        if ticker is not None:
+            ticker.next_path(p)
         with np.errstate(all="ignore"):
             start_finite = np.isfinite(np.asarray(f(problem.t0, jnp.asarray(y0), args))).all()
-        sol, stop, nonfinite = _solve_one(problem, f, jac, y0, problem.t1, ts) if start_finite else (
+        sol, stop, nonfinite = _solve_one(problem, f, jac, y0, problem.t1, ts, ticker) if start_finite else (
             None, problem.t0, True)
         if sol is None:  # stopped before its first accepted step
             t_path = np.array([problem.t0]) if ts is None else ts
@@ -190,6 +228,8 @@ def solve(problem):
         div_t.append(stop)
         failed.append(bool(np.isfinite(stop) and not nonfinite and (sol.status != 1 or sol.stuck)))
         ys.append(y_path)
+    if ticker is not None:
+        ticker.next_path(len(problem.y0))
     if ts is not None:
         del stats["num_steps"]  # scipy does not report the steps it took between saves
     events = None if problem.event is None else (event_t, event_y)
