@@ -170,3 +170,32 @@ def test_a_gradient_flow_over_data_sets():
     assert rf.count_conservation_laws(flow, params(2, 3, 2), datasets=4, points=2) == 3
     laws = rf.conservation_laws(flow, params(2, 3, 2), datasets=2)
     assert len(laws) == 3 and np.max(rf.principal_angles(laws, gram(2), params(2, 3, 2))) < 1e-6
+
+
+def test_momentum_keeps_no_law_of_the_gradient_flow():
+    """Marcotte, Gribonval & Peyre 2024: the heavy-ball ODE of a linear net keeps none of the
+    gradient flow's laws on (w, v) (its first-order limit keeps all three); what remains is the
+    antisymmetric part A of U^T U' - V'^T V, with A' = -c A."""
+    rng = np.random.default_rng(2)
+    data = {"x": rng.normal(size=(5, 3)), "y": rng.normal(size=(5, 2))}
+
+    def loss(p, a):
+        return 0.5 * jnp.mean(jnp.sum((linear(p, a["x"]) - a["y"]) ** 2, axis=-1))
+
+    lr, beta = 0.2, 0.8
+    w = params(2, 3, 2, seed=3)
+    y0 = {"params": w, "velocity": params(2, 3, 2, seed=4)}
+    ode = rf.momentum_ode(loss, lr=lr, beta=beta, args=data)
+    assert rf.count_conservation_laws(ode, y0, datasets=6, points=1) == 0
+    assert len(rf.conservation_laws(ode, y0, datasets=2)) == 0
+    assert rf.count_conservation_laws(rf.heavy_ball_flow(loss, beta=beta, args=data), w, datasets=6, points=1) == 3
+
+    def anti(y, a=None):
+        M = y["params"]["U"].T @ y["velocity"]["U"] - y["velocity"]["V"].T @ y["params"]["V"]
+        return 0.5 * (M[0, 1] - M[1, 0])
+
+    traj = rf.integrate(ode, y0, 1.0, ts=np.linspace(0.0, 1.0, 5), backend="scipy")
+    c = 2 * (1 - beta) / (lr * (1 + beta))
+    np.testing.assert_allclose(traj.evaluate(anti), np.exp(-c * traj.t) * anti(y0), rtol=1e-6, atol=1e-9)
+    gram_drift = np.abs(traj.evaluate(lambda y, a: gram(2)[1](y["params"]))[-1] - gram(2)[1](w))
+    assert gram_drift > 1e-2
