@@ -16,7 +16,9 @@ regimes; for ReLU nets none remain).  Checked here on a two-layer linear net
 * what remains is time-dependent: with :math:`M = U^\top\dot U - \dot V^\top V`,
   :math:`\dot M = \dot U^\top\dot U - \dot V^\top\dot V - cM` (the loss terms
   :math:`U^\top G V` cancel, :math:`G = \partial L/\partial(UV^\top)`), so its antisymmetric part
-  obeys :math:`\dot A = -cA` and :math:`e^{ct}A` is conserved, :math:`r(r-1)/2` laws in all.  From the
+  obeys :math:`\dot A = -cA` and :math:`e^{ct}A` is conserved: :math:`r(r-1)/2` time-dependent
+  laws (the paper counts all of them for linear nets, fewer than :math:`r(r+1)/2` except when
+  sufficiently over-parameterized; that count is not checked here).  From the
   optimizer's own start (`rf.momentum_start`, :math:`v_0 \propto -\nabla L`) :math:`A = 0`, so
   the runs start from random velocities.
 """
