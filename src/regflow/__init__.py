@@ -84,7 +84,7 @@ def __getattr__(name):
         return importlib.import_module(".plot", __name__)
     raise AttributeError(f"module 'regflow' has no attribute {name!r}")
 __all__ = [
-    "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate", "pytree_dataclass",
+    "ODE", "SDE", "Map", "Trajectory", "integrate", "iterate", "pytree_dataclass", "Network", "stack_states",
     "Event", "EventLog", "brownian_increments", "brownian_path", "strong_order", "weak_order",
     "gradient_flow", "gradient_descent", "modified_flow", "sgd", "sme", "full_loss", "minibatch_covariance",
     "backward_error_flow", "backward_error_field",
